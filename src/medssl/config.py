@@ -1,0 +1,91 @@
+"""Validated run configurations: one place for defaults and for the messages users see."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from medssl.data.dataset import SPLITS
+from medssl.errors import MedsslError
+
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+AUGMENTATIONS = ("none", "light")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise MedsslError(message)
+
+
+@dataclass
+class CommonConfig:
+    data: str
+    out: str
+    seed: int = 0
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    size: int | None = None  # resize image folders to size^dims
+    window: tuple[float, float] | None = None  # CT intensity window for image folders
+    accelerator: str = "auto"
+    devices: int = 1
+    precision: str = "32-true"
+    num_workers: int = 0
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        _check(self.batch_size >= 2, f"batch size must be >= 2, got {self.batch_size}")
+        _check(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
+        _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        _check(self.devices >= 1, "devices must be >= 1")
+        _check(self.num_workers >= 0, "num_workers must be >= 0")
+        _check(self.size is None or 8 <= self.size <= 1024, f"size must lie in [8, 1024], got {self.size}")
+        if self.window is not None:
+            _check(len(self.window) == 2 and self.window[0] < self.window[1],
+                   f"window must be LOW,HIGH with LOW < HIGH, got {self.window}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.window is not None:
+            data["window"] = list(self.window)
+        return data
+
+
+@dataclass
+class PretrainConfig(CommonConfig):
+    method: str = "simclr"
+    weights: list[float] | None = None
+    backbone: str = "resnet18"
+    width: float = 1.0
+    epochs: int = 10
+    pretrain_splits: list[str] = field(default_factory=lambda: ["train"])
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        unknown = [s for s in self.pretrain_splits if s not in SPLITS]
+        _check(not unknown and bool(self.pretrain_splits),
+               f"pretrain splits must be among {', '.join(SPLITS)}, got {', '.join(self.pretrain_splits) or 'none'}")
+
+
+@dataclass
+class FinetuneConfig(CommonConfig):
+    checkpoint: str = "scratch"
+    label_fraction: float = 1.0
+    imbalance_ratio: float | None = None
+    linear_probe: bool = False
+    epochs: int = 20
+    batch_size: int = 64
+    backbone: str = "resnet18"  # used only from scratch; a checkpoint brings its own
+    width: float = 1.0
+    augment: str = "light"
+    min_samples_per_epoch: int = 512
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(0.0 < self.label_fraction <= 1.0, f"label fraction must lie in (0, 1], got {self.label_fraction}")
+        _check(self.imbalance_ratio is None or self.imbalance_ratio >= 1.0,
+               f"imbalance ratio must be >= 1, got {self.imbalance_ratio}")
+        _check(self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}")
+        _check(self.min_samples_per_epoch >= 0, "min samples per epoch must be >= 0")

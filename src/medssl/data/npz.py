@@ -1,0 +1,93 @@
+"""MedMNIST-format ``.npz`` files: ``{train,val,test}_{images,labels}``, 2D or 3D, grey or RGB."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from medssl.data.dataset import SPLITS, ImageData, Split
+from medssl.errors import MedsslError
+
+
+def to_uint8(images: np.ndarray, source: str) -> np.ndarray:
+    """uint8 stays as is; other dtypes are checked for NaN/Inf and min-max scaled to 0..255 as a whole."""
+    if images.dtype == np.uint8:
+        return images
+    if not (np.issubdtype(images.dtype, np.number) or images.dtype == np.bool_):
+        raise MedsslError(f"{source}: images have non-numeric dtype {images.dtype}")
+    images = images.astype(np.float32)
+    if not np.isfinite(images).all():
+        raise MedsslError(f"{source}: images contain NaN or Inf pixels")
+    lo, hi = float(images.min()), float(images.max())
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return np.round((images - lo) * scale).astype(np.uint8)
+
+
+def _channels_first(images: np.ndarray, spatial_dims: int | None, source: str) -> tuple[np.ndarray, int]:
+    """(N,H,W) -> 2D grey; (N,H,W,C) with C<=4 -> 2D colour; (N,D,H,W) -> 3D; (N,D,H,W,C) -> 3D colour."""
+    if images.ndim == 3:
+        return images[:, None], 2
+    if images.ndim == 4:
+        colour_last = images.shape[-1] in (1, 3, 4) and spatial_dims != 3
+        if colour_last:
+            return np.moveaxis(images, -1, 1), 2
+        return images[:, None], 3
+    if images.ndim == 5:
+        return np.moveaxis(images, -1, 1), 3
+    raise MedsslError(
+        f"{source}: images have {images.ndim} dimensions {images.shape}; expected (N,H,W), (N,H,W,C) or (N,D,H,W)"
+    )
+
+
+def load_npz(path: str | Path, spatial_dims: int | None = None) -> ImageData:
+    """Load a MedMNIST-style npz. Labels may be (N,) or (N,1); multi-label (N,K>1) is rejected."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedsslError(f"data file not found: {path}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise MedsslError(f"{path}: not a readable .npz file ({err})") from None
+    with archive:
+        missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in archive.files]
+        if missing:
+            raise MedsslError(
+                f"{path}: missing keys {', '.join(missing)} (found {', '.join(archive.files) or 'none'}); "
+                "expected train/val/test_images and train/val/test_labels"
+            )
+        splits: dict[str, Split] = {}
+        dims: set[int] = set()
+        for name in SPLITS:
+            try:
+                raw_images = archive[f"{name}_images"]
+                raw_labels = archive[f"{name}_labels"]
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+                raise MedsslError(f"{path}: cannot read split '{name}' ({err})") from None
+            images, dim = _channels_first(to_uint8(raw_images, f"{path}:{name}_images"), spatial_dims, str(path))
+            dims.add(dim)
+            splits[name] = Split(images, _labels(raw_labels, len(images), f"{path}:{name}_labels"))
+    if len(dims) != 1:
+        raise MedsslError(f"{path}: splits disagree on dimensionality")
+    shapes = {s.images.shape[1:] for s in splits.values()}
+    if len(shapes) != 1:
+        raise MedsslError(f"{path}: splits have different image shapes {sorted(shapes)}")
+    num_classes = int(max(int(s.labels.max()) for s in splits.values() if len(s)) + 1)
+    return ImageData(path.name, splits, spatial_dims=dims.pop(), num_classes=num_classes,
+                     class_names=[str(c) for c in range(num_classes)])
+
+
+def _labels(raw: np.ndarray, n: int, source: str) -> np.ndarray:
+    labels = np.asarray(raw)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise MedsslError(f"{source}: labels shaped {labels.shape}; expected (N,) or (N,1) class indices")
+    if len(labels) != n:
+        raise MedsslError(f"{source}: {len(labels)} labels for {n} images")
+    if not np.issubdtype(labels.dtype, np.number):
+        raise MedsslError(f"{source}: labels must be integers, got {labels.dtype}")
+    if n and (not np.isfinite(labels).all() or (labels != np.round(labels)).any() or labels.min() < 0):
+        raise MedsslError(f"{source}: labels must be non-negative integers")
+    return labels.astype(np.int64)

@@ -1,0 +1,66 @@
+"""Seeded, stratified, nested label-fraction subsets and imbalance subsampling.
+
+Nesting comes from ranking: every class's examples are put in one seeded random order and a fraction
+takes a prefix of that order, so for one seed the 1 % subset lies inside the 10 % subset, which lies
+inside 100 %. Comparisons across fractions (and methods) are therefore paired.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from medssl.data.dataset import UNLABELED
+from medssl.errors import MedsslError
+
+
+def _class_orders(labels: np.ndarray, seed: int) -> dict[int, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # one permutation of all indices, then filtered per class: the order of a class does not depend on
+    # which other classes exist, and the same seed always gives the same order
+    order = rng.permutation(len(labels))
+    return {int(c): order[labels[order] == c] for c in np.unique(labels[labels != UNLABELED])}
+
+
+def fraction_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a stratified ``fraction`` of the labelled examples, at least one per class, nested."""
+    if not 0.0 < fraction <= 1.0:
+        raise MedsslError(f"label fraction must lie in (0, 1], got {fraction}")
+    orders = _class_orders(labels, seed)
+    total = sum(len(o) for o in orders.values())
+    wanted = round(fraction * total)
+    if wanted < len(orders):
+        raise MedsslError(
+            f"label fraction {fraction:g} keeps {wanted} of {total} labelled images, fewer than one per class"
+            f" ({len(orders)} classes); use a fraction >= {len(orders) / total:.3g}"
+        )
+    chosen = [order[: max(1, round(fraction * len(order)))] for order in orders.values()]
+    return np.sort(np.concatenate(chosen))
+
+
+def imbalance_subset(labels: np.ndarray, ratio: float, seed: int, minority: int | None = None) -> np.ndarray:
+    """Indices keeping every majority class whole and subsampling ``minority`` to 1/ratio of the largest.
+
+    ``ratio`` = majority count / minority count (1 = balanced). The kept minority examples are a prefix
+    of a seeded order, so larger ratios select subsets of smaller ones.
+    """
+    if not ratio >= 1.0:
+        raise MedsslError(f"imbalance ratio must be >= 1, got {ratio}")
+    orders = _class_orders(labels, seed)
+    if len(orders) < 2:
+        raise MedsslError("imbalance subsampling needs at least two classes")
+    sizes = {c: len(o) for c, o in orders.items()}
+    if minority is None:
+        minority = min(sizes, key=lambda c: (sizes[c], c))
+    if minority not in orders:
+        raise MedsslError(f"minority class {minority} has no examples")
+    largest = max(n for c, n in sizes.items() if c != minority)
+    keep = max(1, math.floor(largest / ratio))
+    if keep > sizes[minority]:
+        raise MedsslError(
+            f"ratio {ratio:g} needs {keep} examples of class {minority} but only {sizes[minority]} exist;"
+            f" the smallest reachable ratio is {largest / sizes[minority]:.3g}"
+        )
+    chosen = [order if c != minority else order[:keep] for c, order in orders.items()]
+    return np.sort(np.concatenate(chosen))

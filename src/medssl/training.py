@@ -1,0 +1,78 @@
+"""Shared plumbing for every training run: batched uint8 loaders and a quiet, configured Trainer."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from medssl.data.dataset import Split
+
+
+class BatchIndexedArrays(Dataset):
+    """Hands out whole batches: ``ds[list_of_indices]`` slices the uint8 array once (no per-sample
+    Python work, no collation). Images stay uint8 until they reach the device."""
+
+    def __init__(self, split: Split) -> None:
+        self.images = split.images
+        self.labels = split.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        order = np.sort(np.asarray(indices))  # sorted reads are kinder to memory-mapped arrays
+        return torch.from_numpy(np.ascontiguousarray(self.images[order])), torch.from_numpy(self.labels[order])
+
+
+def batch_loader(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0, min_samples: int = 0,
+                 drop_last: bool = False, num_workers: int = 0) -> DataLoader:
+    """A loader of batches. With ``shuffle``, an epoch draws ``max(len, min_samples)`` samples (several
+    passes over tiny labelled subsets, so 1 % label runs still take enough optimizer steps)."""
+    dataset = BatchIndexedArrays(split)
+    if shuffle:
+        generator = torch.Generator().manual_seed(seed)
+        sampler = RandomSampler(dataset, num_samples=max(len(dataset), min_samples), generator=generator)
+    else:
+        sampler = SequentialSampler(dataset)
+    batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last and len(dataset) > batch_size)
+    return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)
+
+
+def quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*predicted samples.*")
+    warnings.filterwarnings("ignore", message=".*y_pred contains classes not in y_true.*")
+
+
+def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list | None = None,
+                 accelerator: str = "auto", devices: int | str = 1, precision: str = "32-true",
+                 validate: bool = True) -> pl.Trainer:
+    quiet_lightning()
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=devices,
+        precision=precision,
+        default_root_dir=run_dir,
+        logger=CSVLogger(run_dir, name="logs", version=""),
+        callbacks=callbacks or [],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks or []),
+        limit_val_batches=1.0 if validate else 0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        use_distributed_sampler=False,  # our loaders yield whole batches; DDP sharding is done by index
+    )
