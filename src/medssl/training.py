@@ -54,6 +54,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*number of training batches.*")
     warnings.filterwarnings("ignore", message=".*predicted samples.*")
     warnings.filterwarnings("ignore", message=".*y_pred contains classes not in y_true.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
 def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list | None = None,

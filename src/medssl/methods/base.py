@@ -33,11 +33,11 @@ class PretextTask(nn.Module):
     name: ClassVar[str]
     family: ClassVar[str]  # predictive | contrastive | generative
     spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
-    decoder: nn.Module | None = None  # generative tasks set this; it is saved for segmentation transfer
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()
         self.feature_dim = encoder.feature_dim
+        self.decoder: nn.Module | None = None  # generative tasks set one; saved for segmentation transfer
 
     def forward(self, encoder: Encoder, x: Tensor) -> TaskOutput:
         raise NotImplementedError

@@ -146,12 +146,16 @@ def box_mask(
 
 def _inpaint(x: Tensor, chosen: Tensor, n_boxes: tuple[int, int], size: tuple[float, float]) -> Tensor:
     mask = box_mask(x.shape[0], x.shape[2:], n_boxes=n_boxes, size=size, device=x.device)
-    return torch.where(mask & _per_sample(chosen, x.ndim), torch.rand_like(x), x)
+    return torch.where(
+        mask & _per_sample(chosen, x.ndim), torch.rand(x.shape, device=x.device, dtype=x.dtype), x
+    )
 
 
 def _outpaint(x: Tensor, chosen: Tensor, n_boxes: tuple[int, int], size: tuple[float, float]) -> Tensor:
     mask = box_mask(x.shape[0], x.shape[2:], n_boxes=n_boxes, size=size, device=x.device)
-    return torch.where(~mask & _per_sample(chosen, x.ndim), torch.rand_like(x), x)
+    return torch.where(
+        ~mask & _per_sample(chosen, x.ndim), torch.rand(x.shape, device=x.device, dtype=x.dtype), x
+    )
 
 
 def inpaint(

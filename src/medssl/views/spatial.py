@@ -64,9 +64,10 @@ def random_resized_crop(
     ``flip`` mirrors each spatial axis with probability 1/2. Crop, rotation, flip and resize form one
     affine matrix per sample, applied with a single bilinear ``grid_sample``.
 
-    Padding is ``zeros``: only rotation can sample outside the image, and medical backgrounds
-    (air in CT, empty field in MRI/X-ray) are dark, whereas ``border`` would smear edge rows into
-    streaks. Bilinear interpolation of [0, 1] values with zero padding stays in [0, 1].
+    Padding is ``border``: only rotation (or upsampling a near-full crop) samples outside the
+    outermost pixel centres. Zeros would paint black wedges into the corners, a trivial cue
+    whenever the crop lies inside bright tissue; replicating the edge mostly extends background.
+    Bilinear interpolation of [0, 1] values with border padding stays in [0, 1].
     """
     n = _spatial_dims(x)
     batch, device = x.shape[0], x.device
@@ -81,7 +82,11 @@ def random_resized_crop(
     log_f0 = (area.log() - log_r.sum(1, keepdim=True)) / n
     frac = torch.cat([log_f0, log_f0 + log_r], dim=1).exp()
     frac = torch.minimum(torch.maximum(frac, area), torch.ones_like(frac))
-    centre = (2 * torch.rand(batch, n, device=device) - 1) * (1 - frac)
+    # Keep the outermost sampling points within the outermost pixel centres (not just the image
+    # edge), so an unrotated crop never interpolates with padding.
+    out_cells = torch.tensor(out_size, dtype=torch.float32, device=device)
+    slack = ((1 - 1 / in_size) - frac * (1 - 1 / out_cells)).clamp_min(0)
+    centre = (2 * torch.rand(batch, n, device=device) - 1) * slack
 
     # Everything in tensor-axis order (D, H, W), in pixel units around the crop centre, then back to
     # normalised coordinates: A = diag(1/N) R diag(N) diag(frac) diag(flip).
@@ -95,7 +100,7 @@ def random_resized_crop(
     # affine_grid wants (x, y[, z]) = (W, H[, D]) order, i.e. reversed axes.
     theta = torch.cat([linear.flip(-1, -2), centre.flip(-1)[:, :, None]], dim=2).to(x.dtype)
     grid = F.affine_grid(theta, [batch, x.shape[1], *out_size], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def rotation_classes(spatial_dims: int) -> list[RotationClass]:

@@ -1,0 +1,71 @@
+"""Compose batched views into a module, and the standard view recipes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from medssl.views.intensity import gaussian_blur, gaussian_noise, random_contrast, random_gamma
+from medssl.views.spatial import random_resized_crop
+
+__all__ = ["ViewPipeline", "contrastive_view", "light_view"]
+
+View = Callable[[Tensor], Tensor]
+
+
+class ViewPipeline(torch.nn.Module):
+    """Apply batched views in order: ``forward(x) = ops[-1](...ops[0](x))``.
+
+    Ops are plain callables on (B, C, *spatial) tensors (use ``functools.partial`` to bind
+    parameters); ops that are modules are registered so ``.to()``/``state_dict`` reach them.
+    """
+
+    def __init__(self, ops: Iterable[View]) -> None:
+        super().__init__()
+        self.ops: list[View] = list(ops)
+        for i, op in enumerate(self.ops):
+            if isinstance(op, torch.nn.Module):
+                self.add_module(f"op{i}", op)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for op in self.ops:
+            x = op(x)
+        return x
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def extra_repr(self) -> str:
+        return "\n".join(_describe(op) for op in self.ops)
+
+
+def _describe(op: View) -> str:
+    if isinstance(op, partial):
+        args = [repr(a) for a in op.args] + [f"{k}={v!r}" for k, v in op.keywords.items()]
+        return f"{getattr(op.func, '__name__', repr(op.func))}({', '.join(args)})"
+    return getattr(op, "__name__", repr(op))
+
+
+def contrastive_view() -> ViewPipeline:
+    """Strong view for contrastive / joint-embedding methods on grey 2D or 3D images.
+
+    Random resized crop (area 0.3-1) with up to ±10° rotation per plane and random flips, then
+    contrast/brightness, gamma, blur and noise in place of the colour jitter used for photographs.
+    """
+    return ViewPipeline(
+        [
+            partial(random_resized_crop, scale=(0.3, 1.0), rotate_degrees=10.0, flip=True),
+            partial(random_contrast, scale=(0.7, 1.3), shift=(-0.1, 0.1), p=0.8),
+            partial(random_gamma, gamma=(0.7, 1.5), p=0.5),
+            partial(gaussian_blur, sigma=(0.1, 1.5), p=0.5),
+            partial(gaussian_noise, std=(0.0, 0.05), p=0.5),
+        ]
+    )
+
+
+def light_view() -> ViewPipeline:
+    """Mild view for supervised fine-tuning: random flips and a crop of 80-100 % of the area."""
+    return ViewPipeline([partial(random_resized_crop, scale=(0.8, 1.0), flip=True)])
