@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from functools import partial
 
 import pytest
@@ -65,11 +66,21 @@ def test_light_view_stays_close_to_the_input_statistics(make_batch: MakeBatch) -
     torch.testing.assert_close(out.mean(), x.mean(), atol=0.02, rtol=0)
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    # Time the work, not OpenMP spin-waiting for a second core that a busy CI box hands out late.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(
-    ("shape", "bound_s"), [((256, 1, 32, 32), 0.2), ((64, 1, 28, 28, 28), 2.0)], ids=["2d", "3d"]
+    ("shape", "bound_s"), [((256, 1, 32, 32), 0.1), ((64, 1, 28, 28, 28), 1.0)], ids=["2d", "3d"]
 )
 def test_contrastive_view_is_fast_on_cpu(shape: tuple[int, ...], bound_s: float) -> None:
-    # Generous bounds (targets are ~10x lower) so a loaded CI machine doesn't flake.
+    # Generous bounds, about 5-10x the 1-thread time on a loaded 2-core box, so CI doesn't flake.
     view, x = contrastive_view(), torch.rand(shape)
     view(x)
     best = float("inf")

@@ -18,6 +18,9 @@ __all__ = ["box_mask", "genesis_corrupt", "inpaint", "local_pixel_shuffle", "non
 _CURVE_SAMPLES = 256
 # Random permutations drawn per call for local_pixel_shuffle; each block picks one at random.
 _PERMUTATION_POOL = 1024
+# Box counts and side fractions (of each axis) used by Models Genesis.
+_INPAINT_BOXES, _INPAINT_SIZE = (1, 5), (1 / 6, 1 / 3)
+_OUTPAINT_BOXES, _OUTPAINT_SIZE = (1, 1), (3 / 7, 4 / 7)
 
 
 def _chosen(batch: int, p: float, device: torch.device) -> Tensor:
@@ -51,10 +54,10 @@ def _lookup(v: Tensor, table: Tensor) -> Tensor:
 def nonlinear_intensity(x: Tensor, p: float = 0.9) -> Tensor:
     """Map intensities through a per-sample monotone cubic Bézier curve, with probability p.
 
-    The curve runs from (0, 0) to (1, 1) with two uniformly random inner control points; its x and y
-    samples are sorted separately so the lookup is monotone (as in Models Genesis). For half the
-    samples the y values are reversed, giving a decreasing curve (intensity inversion). Lookup is
-    piecewise linear on 256 curve samples.
+    The curve runs from (0, 0) to (1, 1) with two uniformly random inner control points in [0, 1]^2,
+    so x(t) and y(t) are both non-decreasing; sorting their samples (as Models Genesis does) only
+    guards against rounding. For half the samples the y values are reversed, giving a decreasing
+    curve (intensity inversion). Lookup is piecewise linear on 256 curve samples.
     """
     batch, device = x.shape[0], x.device
     t = torch.linspace(0, 1, _CURVE_SAMPLES, device=device)
@@ -159,18 +162,27 @@ def _outpaint(x: Tensor, chosen: Tensor, n_boxes: tuple[int, int], size: tuple[f
 
 
 def inpaint(
-    x: Tensor, p: float = 1.0, n_boxes: tuple[int, int] = (1, 5), size: tuple[float, float] = (1 / 6, 1 / 3)
+    x: Tensor,
+    p: float = 1.0,
+    n_boxes: tuple[int, int] = _INPAINT_BOXES,
+    size: tuple[float, float] = _INPAINT_SIZE,
 ) -> Tensor:
-    """Fill 1-5 random boxes (sides 1/6-1/3 of each axis, as in Models Genesis) with U(0, 1) noise."""
+    """Fill 1-5 random boxes (sides 1/6-1/3 of each axis, as in Models Genesis) with U(0, 1) noise.
+
+    ``p`` is the per-sample probability of painting at all; box count is uniform over ``n_boxes``.
+    """
     return _inpaint(x, _chosen(x.shape[0], p, x.device), n_boxes, size)
 
 
 def outpaint(
-    x: Tensor, p: float = 1.0, n_boxes: tuple[int, int] = (1, 1), size: tuple[float, float] = (3 / 7, 4 / 7)
+    x: Tensor,
+    p: float = 1.0,
+    n_boxes: tuple[int, int] = _OUTPAINT_BOXES,
+    size: tuple[float, float] = _OUTPAINT_SIZE,
 ) -> Tensor:
     """Keep a random inner box (sides 3/7-4/7 of each axis) and fill everything outside with U(0, 1) noise.
 
-    Models Genesis keeps up to five such boxes; pass ``n_boxes=(1, 5)`` for that.
+    Models Genesis keeps up to five such boxes (their union); pass ``n_boxes=(1, 5)`` for that.
     """
     return _outpaint(x, _chosen(x.shape[0], p, x.device), n_boxes, size)
 
@@ -196,5 +208,5 @@ def genesis_corrupt(
     x = nonlinear_intensity(x, p=nonlinear_p)
     paint = _chosen(batch, paint_p, device)
     use_inpaint = _chosen(batch, inpaint_share, device)
-    x = _inpaint(x, paint & use_inpaint, (1, 5), (1 / 6, 1 / 3))
-    return _outpaint(x, paint & ~use_inpaint, (1, 1), (3 / 7, 4 / 7))
+    x = _inpaint(x, paint & use_inpaint, _INPAINT_BOXES, _INPAINT_SIZE)
+    return _outpaint(x, paint & ~use_inpaint, _OUTPAINT_BOXES, _OUTPAINT_SIZE)
