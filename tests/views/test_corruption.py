@@ -195,3 +195,16 @@ def test_genesis_corrupt_paints_with_the_models_genesis_split(spatial_dims: int)
     untouched, outpainted = (changed == 0).float().mean(), (changed > 0.5).float().mean()
     assert 0.06 < untouched < 0.14  # 1 - paint_p
     assert 0.64 < outpainted < 0.80  # paint_p * (1 - inpaint_share) = 0.72
+
+
+def test_uniform_resampling_of_the_curve_matches_numpy_interp() -> None:
+    np = pytest.importorskip("numpy")
+    from medssl.views.corruption import _resample_uniform
+
+    xs = torch.rand(4, 50, dtype=torch.float64).sort(1).values
+    xs[:, 0], xs[:, -1], xs[:, 10:13] = 0.0, 1.0, xs[:, 10:11]  # endpoints and a run of duplicates
+    ys = torch.rand(4, 50, dtype=torch.float64).sort(1).values
+    expected = np.stack(
+        [np.interp(np.linspace(0, 1, 64), a.numpy(), b.numpy()) for a, b in zip(xs, ys, strict=True)]
+    )
+    torch.testing.assert_close(_resample_uniform(xs, ys, 64), torch.from_numpy(expected))

@@ -125,6 +125,12 @@ def test_rotate_by_class_rejects_non_square_or_non_cubic_input(spatial_dims: int
         rotate_by_class(torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), 3)
 
 
+def test_rotate_by_class_rejects_unknown_classes(spatial_dims: int) -> None:
+    x = torch.rand(2, 1, *(8,) * spatial_dims)
+    with pytest.raises(ValueError):
+        rotate_by_class(x, torch.tensor([0, len(rotation_classes(spatial_dims))]), spatial_dims)
+
+
 def test_crop_rejects_wrong_dimensionality() -> None:
     with pytest.raises(ValueError):
         random_resized_crop(torch.rand(2, 1, 8))

@@ -94,7 +94,8 @@ def load_data(spec: str, *, seed: int = 0, size: int | None = None,
     if path.suffix == ".npz" or path.is_file():
         return load_npz(path)
     raise MedsslError(
-        f"data not found: '{spec}' (expected an .npz file, a folder with labels.csv, medmnist:NAME or synthetic:lesions2d)"
+        f"data not found: '{spec}' (expected an .npz file, a folder with labels.csv, medmnist:NAME"
+        " or synthetic:lesions2d)"
     )
 
 

@@ -23,9 +23,10 @@ from medssl.data.dataset import SPLITS, ImageData, Split
 from medssl.errors import MedsslError
 
 CLASS_NAMES = ["benign-like", "malignant-like"]
-_VOXELS_PER_CHUNK = 2**21  # bounds memory: every intermediate tensor is about this many floats
+_VOXELS_PER_CHUNK = 2**21  # bounds memory: intermediates hold a few times this many floats
 _HARMONICS = 4  # lobulation: cos(pi * f * <u, w_k> + phi_k) with random unit directions w_k
-_SPIKES = 4  # spiculation: relu(<u, w_j>) ** sharpness
+_SPIKES = 4  # spiculation: relu(<u, w_j>) ** _SPIKE_SHARPNESS, a narrow spike around w_j
+_SPIKE_SHARPNESS = 24
 _NORM_DIRECTIONS = 128  # directions used to normalise the irregular lesion's volume
 
 
@@ -57,7 +58,7 @@ def _lesion_radius(u: torch.Tensor, dirs: torch.Tensor, freq: torch.Tensor, phas
                    amp: torch.Tensor, spike_dirs: torch.Tensor, spike_amp: torch.Tensor) -> torch.Tensor:
     """Relative margin radius along unit directions u (B, P, d); 1 + lobulation + spikes, shape (B, P)."""
     lobes = torch.cos(math.pi * freq[:, None] * (u @ dirs.transpose(1, 2)) + phase[:, None])
-    spikes = (u @ spike_dirs.transpose(1, 2)).clamp_min(0) ** 24
+    spikes = (u @ spike_dirs.transpose(1, 2)).clamp_min(0) ** _SPIKE_SHARPNESS
     radius = 1 + (lobes * amp[:, None]).sum(-1) + (spikes * spike_amp[:, None]).sum(-1)
     return radius.clamp_min(0.2)
 
@@ -85,7 +86,8 @@ def _generate_chunk(gen: torch.Generator, labels: torch.Tensor, dims: int, size:
     aspect = aspect / aspect.prod(-1, keepdim=True) ** (1 / dims)
     shape_args = (
         _unit(gen, (b, _HARMONICS, dims)), _uniform(gen, (b, _HARMONICS), 1.5, 3.5),
-        _uniform(gen, (b, _HARMONICS), 0, 2 * math.pi), malignant * _uniform(gen, (b, _HARMONICS), 0.06, 0.14),
+        _uniform(gen, (b, _HARMONICS), 0, 2 * math.pi),
+        malignant * _uniform(gen, (b, _HARMONICS), 0.06, 0.14),
         _unit(gen, (b, _SPIKES, dims)), malignant * _uniform(gen, (b, _SPIKES), 0.1, 0.35),
     )
     # Rescale the irregular margin so its mean volume matches the plain oval (no brightness cue).
@@ -98,7 +100,8 @@ def _generate_chunk(gen: torch.Generator, labels: torch.Tensor, dims: int, size:
 
     heterogeneity = _uniform(gen, (b, 1), 0.0, 0.1) + malignant * _uniform(gen, (b, 1), 0.2, 0.4)
     texture = 1 + heterogeneity * _smooth_noise(gen, b, dims, size, max(4, size // 5))
-    contrast = torch.where(torch.rand((b, 1), generator=gen) < 0.5, -1.0, 1.0) * _uniform(gen, (b, 1), 0.15, 0.35)
+    sign = torch.where(torch.rand((b, 1), generator=gen) < 0.5, -1.0, 1.0)  # hypo- or hyper-intense
+    contrast = sign * _uniform(gen, (b, 1), 0.15, 0.35)
     image = image + contrast * lesion * texture
 
     # Multiplicative speckle plus additive Gaussian noise.

@@ -79,7 +79,7 @@ class Pretrainer(pl.LightningModule):
         total = x.new_zeros(())
         features = None
         multi = len(self.tasks) > 1
-        for task, weight in zip(self.tasks, self.weights):
+        for task, weight in zip(self.tasks, self.weights, strict=True):
             out = task(self.encoder, x)
             total = total + weight * out.loss
             features = out.features if features is None else features

@@ -30,7 +30,7 @@ def parse_method(spec: str, weights: list[float] | None = None) -> list[tuple[ty
         raise MedsslError(f"{len(weights)} weights given for {len(names)} methods in '{spec}'")
     if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
         raise MedsslError("method weights must be >= 0 with at least one > 0")
-    return [(METHODS[n], float(w)) for n, w in zip(names, weights)]
+    return [(METHODS[n], float(w)) for n, w in zip(names, weights, strict=True)]
 
 
 def list_methods() -> list[tuple[str, str, tuple[int, ...]]]:

@@ -21,11 +21,12 @@ class PyramidDecoder(nn.Module):
         self.spatial_dims = spatial_dims
         channels = [max(int(c * width), 8) for c in pyramid_channels]
         self.lateral = nn.ModuleList(
-            Conv[Conv.CONV, spatial_dims](c_in, c, kernel_size=1) for c_in, c in zip(pyramid_channels, channels)
+            Conv[Conv.CONV, spatial_dims](c_in, c, kernel_size=1)
+            for c_in, c in zip(pyramid_channels, channels, strict=True)
         )
         self.blocks = nn.ModuleList(
             Convolution(spatial_dims, coarse + fine, fine, kernel_size=3, norm="batch", act="relu")
-            for coarse, fine in zip(channels[1:], channels[:-1])
+            for coarse, fine in zip(channels[1:], channels[:-1], strict=False)
         )
         self.head = Conv[Conv.CONV, spatial_dims](channels[0], out_channels, kernel_size=1)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
 from monai.networks.nets import ResNet
 from torch import Tensor, nn
 

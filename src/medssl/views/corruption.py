@@ -32,13 +32,21 @@ def _per_sample(mask: Tensor, ndim: int) -> Tensor:
     return mask.reshape(-1, *([1] * (ndim - 1)))
 
 
-def _interp(v: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
-    """Row-wise ``np.interp``: v (B, N), xp/fp (B, T) with xp ascending from 0 to 1."""
-    hi = torch.searchsorted(xp, v, right=True).clamp(1, xp.shape[1] - 1)
+def _resample_uniform(xs: Tensor, ys: Tensor, size: int) -> Tensor:
+    """Row-wise ``np.interp(linspace(0, 1, size), xs, ys)`` for xs non-decreasing from 0 to 1.
+
+    Bucket counts replace a binary search: the number of xs at or below grid point j is the
+    cumulative count of xs whose bucket ceil(x * (size - 1)) is at most j.
+    """
+    batch, samples = xs.shape
+    bucket = (xs * (size - 1)).ceil().long().clamp_(0, size - 1)
+    below = torch.zeros(batch, size, dtype=torch.long, device=xs.device)
+    hi = below.scatter_add_(1, bucket, torch.ones_like(bucket)).cumsum(1).clamp_(1, samples - 1)
     lo = hi - 1
-    x0, x1 = xp.gather(1, lo), xp.gather(1, hi)
-    f0, f1 = fp.gather(1, lo), fp.gather(1, hi)
-    w = ((v - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
+    x0, x1 = xs.gather(1, lo), xs.gather(1, hi)
+    f0, f1 = ys.gather(1, lo), ys.gather(1, hi)
+    grid = torch.linspace(0, 1, size, device=xs.device, dtype=xs.dtype)
+    w = ((grid - x0) / (x1 - x0).clamp_min(1e-12)).clamp_(0, 1)
     return f0 + w * (f1 - f0)
 
 
@@ -55,8 +63,8 @@ def nonlinear_intensity(x: Tensor, p: float = 0.9) -> Tensor:
     """Map intensities through a per-sample monotone cubic Bézier curve, with probability p.
 
     The curve runs from (0, 0) to (1, 1) with two uniformly random inner control points in [0, 1]^2,
-    so x(t) and y(t) are both non-decreasing; sorting their samples (as Models Genesis does) only
-    guards against rounding. For half the samples the y values are reversed, giving a decreasing
+    so x(t) and y(t) are both non-decreasing (Models Genesis sorts them; a running max here only
+    guards against rounding). For half the samples the y values are reversed, giving a decreasing
     curve (intensity inversion). Lookup is piecewise linear on 256 curve samples.
     """
     batch, device = x.shape[0], x.device
@@ -67,12 +75,12 @@ def nonlinear_intensity(x: Tensor, p: float = 0.9) -> Tensor:
         + (3 * (1 - t) * t**2)[None, :, None] * inner[:, None, 1]
         + (t**3)[None, :, None]
     )
-    xs = curve[..., 0].sort(dim=1).values
-    ys = curve[..., 1].sort(dim=1).values
+    xs = curve[..., 0].cummax(dim=1).values
+    ys = curve[..., 1].cummax(dim=1).values
     inverted = torch.rand(batch, 1, device=device) < 0.5
     ys = torch.where(inverted, ys.flip(1), ys)
     # Resample the curve on a uniform grid so each voxel needs an O(1) lookup, not a binary search.
-    table = _interp(t.expand(batch, -1).contiguous(), xs, ys)
+    table = _resample_uniform(xs, ys, _CURVE_SAMPLES)
     mapped = _lookup(x.reshape(batch, -1).float(), table).reshape(x.shape).to(x.dtype)
     return torch.where(_per_sample(_chosen(batch, p, device), x.ndim), mapped, x)
 

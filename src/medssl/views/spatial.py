@@ -128,8 +128,11 @@ def rotate_by_class(x: Tensor, classes: Tensor, spatial_dims: int) -> Tensor:
     classes = torch.as_tensor(classes, device=x.device)
     if classes.shape != (x.shape[0],):
         raise ValueError(f"classes must have shape ({x.shape[0]},), got {tuple(classes.shape)}")
+    table = rotation_classes(spatial_dims)
+    if classes.numel() and not 0 <= int(classes.min()) <= int(classes.max()) < len(table):
+        raise ValueError(f"classes must lie in [0, {len(table)}) for {spatial_dims}D rotations")
     out = x.clone()
-    for index, (k, dims) in enumerate(rotation_classes(spatial_dims)):
+    for index, (k, dims) in enumerate(table):
         if dims is None:
             continue
         mask = classes == index
