@@ -1,7 +1,10 @@
-"""Importing this module registers every method."""
+"""Importing this module registers every method: each module in a family package is imported once."""
 
-from medssl.methods.contrastive import simclr
-from medssl.methods.generative import genesis
-from medssl.methods.predictive import rotation
+import importlib
+import pkgutil
 
-__all__ = ["genesis", "rotation", "simclr"]
+from medssl.methods import contrastive, generative, predictive
+
+for _family in (contrastive, generative, predictive):
+    for _module in pkgutil.iter_modules(_family.__path__):
+        importlib.import_module(f"{_family.__name__}.{_module.name}")

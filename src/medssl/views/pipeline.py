@@ -49,18 +49,21 @@ def _describe(op: View) -> str:
     return getattr(op, "__name__", repr(op))
 
 
-def contrastive_view() -> ViewPipeline:
+def contrastive_view(crop_scale: tuple[float, float] = (0.4, 1.0), rotate_degrees: float = 10.0,
+                     blur_sigma: tuple[float, float] = (0.1, 1.0), blur_p: float = 0.3) -> ViewPipeline:
     """Strong view for contrastive / joint-embedding methods on grey 2D or 3D images.
 
-    Random resized crop (area 0.3-1) with up to ±10° rotation per plane and random flips, then
-    contrast/brightness, gamma, blur and noise in place of the colour jitter used for photographs.
+    Random resized crop with small rotations per plane and random flips, then contrast/brightness, gamma,
+    blur and noise in place of the colour jitter used for photographs. Blur is kept mild and rare on
+    purpose: margins, spicules and fine texture carry the diagnosis in medical images, and a view recipe
+    that erases them teaches the encoder to ignore them.
     """
     return ViewPipeline(
         [
-            partial(random_resized_crop, scale=(0.3, 1.0), rotate_degrees=10.0, flip=True),
+            partial(random_resized_crop, scale=crop_scale, rotate_degrees=rotate_degrees, flip=True),
             partial(random_contrast, scale=(0.7, 1.3), shift=(-0.1, 0.1), p=0.8),
             partial(random_gamma, gamma=(0.7, 1.5), p=0.5),
-            partial(gaussian_blur, sigma=(0.1, 1.5), p=0.5),
+            partial(gaussian_blur, sigma=blur_sigma, p=blur_p),
             partial(gaussian_noise, std=(0.0, 0.05), p=0.5),
         ]
     )
