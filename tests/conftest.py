@@ -3,6 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# Test tensors are tiny: one thread is as fast as two, and stays fast when the machine is busy
+# (two OpenMP threads competing with other processes can be 100x slower).
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
