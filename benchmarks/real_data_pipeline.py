@@ -19,7 +19,7 @@ from medssl.data.sources import load_data
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
-    "breastmnist": {"file": "breastmnist.npz", "backbone": "resnet18", "width": 0.5},
+    "breastmnist": {"file": "breastmnist.npz", "backbone": "resnet10", "width": 0.5},
     "adrenalmnist3d": {"file": "adrenalmnist3d.npz", "backbone": "resnet10", "width": 0.25},
 }
 
