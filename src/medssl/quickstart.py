@@ -23,10 +23,10 @@ class QuickSettings:
     method: str = "simclr"
     backbone: str = "resnet10"
     width: float = 0.25
-    pretrain_epochs: int = 30
-    pretrain_batch: int = 256
+    pretrain_epochs: int = 20
+    pretrain_batch: int = 128
     pretrain_lr: float = 2e-3
-    finetune_epochs: int = 8
+    finetune_epochs: int = 10
     finetune_batch: int = 64
     finetune_lr: float = 1e-3
     min_samples_per_epoch: int = 512
