@@ -9,7 +9,7 @@ and one lesion inside the organ. The class is carried by the lesion's SHAPE and 
 
 Contrast amplitude, size and position are drawn from the same distributions for both classes, and the
 lesion volume is normalised, so brightness says nothing about the label. Lesions are hypo-intense and
-large enough (radius 0.3-0.42 of the half-width) that their margin is the dominant structure of the image:
+large enough (radius 0.25-0.38 of the half-width) that their margin is the dominant structure of the image:
 that is what makes self-supervised features capture it, as they do lesions in real scans, while a CNN
 trained from scratch on a dozen labels cannot.
 """
@@ -90,7 +90,7 @@ def _generate_chunk(gen: torch.Generator, labels: torch.Tensor, dims: int, size:
     # Lesion: centre inside the organ, volume of a sphere of radius r0, soft one-pixel margin.
     in_ball = _unit(gen, (b, dims)) * torch.rand((b, 1), generator=gen) ** (1 / dims)
     centre = organ_centre[..., None] + rot[1] @ (in_ball * organ_axes * 0.45)[..., None]
-    r0 = _uniform(gen, (b, 1), 0.3, 0.42)
+    r0 = _uniform(gen, (b, 1), 0.25, 0.38)
     aspect = torch.exp(_uniform(gen, (b, dims), -0.2, 0.2))
     aspect = aspect / aspect.prod(-1, keepdim=True) ** (1 / dims)
     shape_args = (
@@ -108,7 +108,7 @@ def _generate_chunk(gen: torch.Generator, labels: torch.Tensor, dims: int, size:
 
     heterogeneity = _uniform(gen, (b, 1), 0.0, 0.1) + malignant * _uniform(gen, (b, 1), 0.2, 0.4)
     texture = 1 + heterogeneity * _smooth_noise(gen, b, dims, size, max(4, size // 5))
-    contrast = -_uniform(gen, (b, 1), 0.25, 0.4)  # hypo-intense, as most masses in ultrasound
+    contrast = -_uniform(gen, (b, 1), 0.2, 0.35)  # hypo-intense, as most masses in ultrasound
     image = image + contrast * lesion * texture
 
     # Multiplicative speckle plus additive Gaussian noise.
