@@ -118,9 +118,11 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "methods":
         from medssl.methods.registry import list_methods
 
-        print(f"{'method':<14}{'family':<14}dims")
-        for name, family, dims in list_methods():
-            print(f"{name:<14}{family:<14}{','.join(f'{d}D' for d in dims)}")
+        methods = list_methods()
+        width = max(len(name) for name, _, _ in methods) + 2
+        print(f"{'method':<{width}}{'family':<13}dims")
+        for name, family, dims in methods:
+            print(f"{name:<{width}}{family:<13}{','.join(f'{d}D' for d in dims)}")
     elif args.command == "data":
         from medssl.data.sources import describe, load_data
 

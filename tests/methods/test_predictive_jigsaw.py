@@ -12,15 +12,6 @@ from medssl.views.patches import assemble_grid, grid_patches
 SIZES = {2: (24, 24), 3: (12, 12, 12)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: intra-op threads only cost time (a lot, on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def pairwise_min_distance(perms: torch.Tensor) -> int:
     distances = (perms[:, None] != perms[None]).sum(-1)
     distances.fill_diagonal_(perms.shape[1] + 1)

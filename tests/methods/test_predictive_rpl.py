@@ -9,15 +9,6 @@ from medssl.models.encoder import BackboneSpec, Encoder
 SIZES = {2: (24, 24), 3: (12, 12, 12)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: intra-op threads only cost time (a lot, on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def index_coded(batch: int, size: tuple[int, ...]) -> torch.Tensor:
     """Every voxel holds its own row-major index."""
     volume = torch.arange(torch.Size(size).numel(), dtype=torch.float32).reshape(1, 1, *size)

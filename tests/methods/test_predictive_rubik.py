@@ -13,15 +13,6 @@ from medssl.views.patches import grid_patches
 PLANES = {1: (-2, -1), 2: (-3, -1), 3: (-3, -2)}  # class -> rot90 plane of a half turn about axis class - 1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: intra-op threads only cost time (a lot, on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_task(**kwargs) -> tuple[Encoder, RubiksCube]:
     encoder = Encoder(BackboneSpec("resnet10", 3, 1, width=0.125))
     return encoder, RubiksCube(encoder, **kwargs)
