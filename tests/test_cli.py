@@ -83,3 +83,13 @@ def test_checkpoint_with_other_dims_is_rejected_by_the_cli(bad_files, tmp_path):
                      "--out", str(tmp_path / "ft"))
     assert_one_line_error(result, "is 2D but the data is 3D")  # a real process: no traceback reaches the user
     assert not (tmp_path / "ft").exists()
+
+
+def test_impossible_device_request_is_one_line_and_writes_nothing(tmp_path, capsys):
+    code = main(["finetune", "--data", "synthetic:lesions2d?n=160", "--checkpoint", "scratch", "--accelerator", "gpu",
+                 "--out", str(tmp_path / "gpu")])
+    captured = capsys.readouterr()
+    if code == 0:
+        pytest.skip("this machine has a GPU")
+    assert_one_line_error(subprocess.CompletedProcess([], code, captured.out, captured.err), "gpu")
+    assert not (tmp_path / "gpu").exists()

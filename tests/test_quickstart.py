@@ -37,3 +37,11 @@ def test_quickstart_refuses_to_overwrite_a_finished_run(tmp_path):
     (tmp_path / "qs" / "metrics.json").write_text("{}")
     with pytest.raises(MedsslError, match="already holds a finished run"):
         quickstart(data="synthetic:lesions2d?n=160", out=tmp_path / "qs", settings=TINY)
+
+
+def test_quickstart_rejects_bad_seeds_and_data_before_writing(tmp_path):
+    with pytest.raises(MedsslError, match="at least one seed"):
+        quickstart(data="synthetic:lesions2d?n=160", out=tmp_path / "a", seeds=0, settings=TINY)
+    with pytest.raises(MedsslError, match="data not found"):
+        quickstart(data=str(tmp_path / "missing"), out=tmp_path / "b", settings=TINY)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

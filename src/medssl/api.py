@@ -63,7 +63,13 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     if len(pool) < 2:
         raise MedsslError(f"pre-training needs at least 2 images, the pool has {len(pool)}")
 
-    run_dir = prepare_run_dir(Path(config.out), config.overwrite)
+    run_dir = Path(config.out)
+    # the Trainer first: an impossible device request must fail before anything is written
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+    trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=[checkpoints],
+                           accelerator=config.accelerator, devices=config.devices, precision=config.precision,
+                           validate=False)
+    prepare_run_dir(run_dir, config.overwrite)
     write_yaml(run_dir / "config.yaml", {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
                                          "spatial_dims": data.spatial_dims, "medssl_version": __version__})
     pl.seed_everything(config.seed, workers=True, verbose=False)
@@ -74,10 +80,6 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     batch_size = min(config.batch_size, len(pool))
     loader = batch_loader(pool, batch_size, shuffle=True, seed=config.seed, drop_last=True,
                           num_workers=config.num_workers)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
-    trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=[checkpoints],
-                           accelerator=config.accelerator, devices=config.devices, precision=config.precision,
-                           validate=False)
     start = time.perf_counter()
     trainer.fit(model, train_dataloaders=loader)
     duration = time.perf_counter() - start
@@ -147,7 +149,12 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
     train_idx = labelled_subset(data, config)
     train = data.splits["train"].subset(train_idx)
 
-    run_dir = prepare_run_dir(Path(config.out), config.overwrite)
+    run_dir = Path(config.out)
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/score", mode="max",
+                           save_top_k=1, save_weights_only=True)
+    trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=[best],
+                           accelerator=config.accelerator, devices=config.devices, precision=config.precision)
+    prepare_run_dir(run_dir, config.overwrite)
     counts = [int((train.labels == c).sum()) for c in range(data.num_classes)]
     write_yaml(run_dir / "config.yaml", {"kind": "finetune", **config.to_dict(), "backbone_spec": spec.to_dict(),
                                          "train_size": len(train), "train_class_counts": counts,
@@ -162,10 +169,6 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
         "val": batch_loader(data.splits["val"], 256, shuffle=False),
         "test": batch_loader(data.splits["test"], 256, shuffle=False),
     }
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/score", mode="max",
-                           save_top_k=1, save_weights_only=True)
-    trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=[best],
-                           accelerator=config.accelerator, devices=config.devices, precision=config.precision)
     start = time.perf_counter()
     trainer.fit(model, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
     best_epoch = _best_epoch(best)

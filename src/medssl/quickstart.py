@@ -13,6 +13,7 @@ from pathlib import Path
 from medssl.api import finetune, pretrain
 from medssl.config import FinetuneConfig, PretrainConfig
 from medssl.data.sources import load_data
+from medssl.errors import MedsslError
 from medssl.runio import prepare_run_dir, write_json, write_text
 
 
@@ -73,6 +74,8 @@ def _markdown(lines: list[dict], header: str) -> str:
 def quickstart(data: str = "synthetic:lesions2d", out: str | Path = "medssl-quickstart", seeds: int = 3,
                overwrite: bool = False, settings: QuickSettings | None = None) -> list[dict]:
     s = settings or QuickSettings()
+    if seeds < 1:
+        raise MedsslError(f"quickstart needs at least one seed, got {seeds}")
     started = time.perf_counter()
     images = load_data(data)
     out = prepare_run_dir(Path(out), overwrite)
