@@ -124,3 +124,11 @@ def test_pretraining_pool_never_contains_test_images_by_default():
     pool = pretraining_pool(data, ["train"])
     assert len(pool) == 48 and not (pool.images == 7).all(axis=(1, 2, 3)).any()
     assert len(pretraining_pool(data, ["train", "val"])) == 96
+
+
+def test_same_seed_gives_identical_metrics_on_cpu(tmp_path):
+    config = {"data": "toy", "epochs": 1, "min_samples_per_epoch": 32, "label_fraction": 0.5, **SMALL}
+    first = finetune(FinetuneConfig(out=str(tmp_path / "a"), **config), data=toy_data(2), progress=False)
+    second = finetune(FinetuneConfig(out=str(tmp_path / "b"), **config), data=toy_data(2), progress=False)
+    assert first.metrics["test"] == second.metrics["test"]
+    assert first.metrics["val"] == second.metrics["val"]
