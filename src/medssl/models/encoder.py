@@ -108,11 +108,3 @@ class Encoder(nn.Module):
             first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
             raise MedsslError(f"encoder weights do not fit backbone {self.spec.name}: {first}") from None
 
-
-def build_encoder(spec: BackboneSpec) -> Encoder:
-    return Encoder(spec)
-
-
-def encoder_flops_hint(spec: BackboneSpec, size: int) -> int:
-    """Parameter count; cheap proxy used in logs to tell users how big the model is."""
-    return sum(p.numel() for p in Encoder(spec).parameters()) if size else 0
