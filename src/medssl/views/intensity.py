@@ -19,7 +19,7 @@ __all__ = ["gaussian_blur", "gaussian_noise", "random_contrast", "random_gamma"]
 _MATMUL_MAX_LEN = 64
 
 
-def _per_sample(x: Tensor, low: float, high: float) -> Tensor:
+def _uniform_per_sample(x: Tensor, low: float, high: float) -> Tensor:
     """Uniform draw per sample, shaped (B, 1, ..., 1) to broadcast over x."""
     shape = (x.shape[0],) + (1,) * (x.ndim - 1)
     return low + (high - low) * torch.rand(shape, device=x.device, dtype=x.dtype)
@@ -40,12 +40,12 @@ def random_contrast(
     p: float = 0.8,
 ) -> Tensor:
     """``x * a + b`` with per-sample a ~ U(scale), b ~ U(shift), clamped to [0, 1]."""
-    return _apply_to_some(x, p, lambda s: (s * _per_sample(s, *scale) + _per_sample(s, *shift)).clamp(0, 1))
+    return _apply_to_some(x, p, lambda s: (s * _uniform_per_sample(s, *scale) + _uniform_per_sample(s, *shift)).clamp(0, 1))
 
 
 def random_gamma(x: Tensor, gamma: tuple[float, float] = (0.7, 1.5), p: float = 0.5) -> Tensor:
     """``x ** g`` with per-sample g ~ U(gamma); maps [0, 1] onto itself."""
-    return _apply_to_some(x, p, lambda s: s.clamp(0, 1).pow(_per_sample(s, *gamma)))
+    return _apply_to_some(x, p, lambda s: s.clamp(0, 1).pow(_uniform_per_sample(s, *gamma)))
 
 
 def gaussian_noise(x: Tensor, std: tuple[float, float] = (0.0, 0.05), p: float = 0.5) -> Tensor:
@@ -53,7 +53,7 @@ def gaussian_noise(x: Tensor, std: tuple[float, float] = (0.0, 0.05), p: float =
 
     def noisy(s: Tensor) -> Tensor:
         noise = torch.randn(s.shape, device=s.device, dtype=s.dtype)
-        return noise.mul_(_per_sample(s, *std)).add_(s).clamp_(0, 1)
+        return noise.mul_(_uniform_per_sample(s, *std)).add_(s).clamp_(0, 1)
 
     return _apply_to_some(x, p, noisy)
 
@@ -69,7 +69,7 @@ def gaussian_blur(x: Tensor, sigma: tuple[float, float] = (0.1, 1.5), p: float =
 
     def blurred(s: Tensor) -> Tensor:
         offsets = torch.arange(-radius, radius + 1, device=s.device, dtype=s.dtype)
-        std = _per_sample(s, *sigma).reshape(-1, 1).clamp_min(1e-3)
+        std = _uniform_per_sample(s, *sigma).reshape(-1, 1).clamp_min(1e-3)
         kernel = torch.exp(-0.5 * (offsets / std) ** 2)
         kernel = kernel / kernel.sum(1, keepdim=True)
         for axis in range(2, s.ndim):
