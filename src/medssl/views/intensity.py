@@ -40,7 +40,10 @@ def random_contrast(
     p: float = 0.8,
 ) -> Tensor:
     """``x * a + b`` with per-sample a ~ U(scale), b ~ U(shift), clamped to [0, 1]."""
-    return _apply_to_some(x, p, lambda s: (s * _uniform_per_sample(s, *scale) + _uniform_per_sample(s, *shift)).clamp(0, 1))
+    def affine(s: Tensor) -> Tensor:
+        return (s * _uniform_per_sample(s, *scale) + _uniform_per_sample(s, *shift)).clamp(0, 1)
+
+    return _apply_to_some(x, p, affine)
 
 
 def random_gamma(x: Tensor, gamma: tuple[float, float] = (0.7, 1.5), p: float = 0.5) -> Tensor:
