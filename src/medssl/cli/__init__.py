@@ -1,0 +1,49 @@
+"""``medssl`` command line: a thin shell over ``medssl.api``. User errors print one line, exit 2.
+
+Each command group lives in its own module with ``register(subparsers)``; a parser's ``handler``
+default runs the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from medssl.cli import info, train
+from medssl.cli.args import Parser
+from medssl.errors import MedsslError
+
+COMMAND_MODULES = (train, info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="medssl", description="Self-supervised pre-training for 2D/3D medical images.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.handler(args)
+    except MedsslError as err:
+        print(f"medssl: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        # Lightning reports impossible device requests (e.g. --accelerator gpu on a CPU machine) this way
+        from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+        if not isinstance(err, MisconfigurationException):
+            raise
+        print(f"medssl: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medssl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        sys.stderr.close()
+        return 0
+    return 0

@@ -1,0 +1,59 @@
+"""Argument types and option groups shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from medssl.errors import MedsslError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise MedsslError(f"{self.prog}: {message}")
+
+
+def window(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"window must be LOW,HIGH (e.g. -1000,400), got '{text}'") from None
+    return low, high
+
+
+def floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
+def add_run_options(p: argparse.ArgumentParser, batch_size: int) -> None:
+    """Options of every training command (pretrain, finetune)."""
+    p.add_argument("--data", required=True, help="npz file, image folder, medmnist:NAME[@SIZE] or synthetic:lesions2d")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backbone", default="resnet18", help="resnet10 | resnet18 | resnet34 | resnet50")
+    p.add_argument("--width", type=float, default=1.0, help="channel width factor (0.25-0.5 for CPU)")
+    p.add_argument("--size", type=int, help="resize image-folder data to SIZE per axis")
+    p.add_argument("--window", type=window, help="CT intensity window LOW,HIGH for image folders")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", type=int, default=1)
+    p.add_argument("--precision", default="32-true", help="32-true | 16-mixed | bf16-mixed")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """The ``CommonConfig`` fields given by ``add_run_options``."""
+    return {
+        "data": args.data, "out": args.out, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
+        "weight_decay": args.weight_decay, "size": args.size, "window": args.window,
+        "accelerator": args.accelerator, "devices": args.devices, "precision": args.precision,
+        "num_workers": args.num_workers, "overwrite": args.overwrite, "backbone": args.backbone,
+        "width": args.width,
+    }

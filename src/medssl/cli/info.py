@@ -1,0 +1,49 @@
+"""``medssl quickstart``, ``medssl methods`` and ``medssl data info``."""
+
+from __future__ import annotations
+
+import argparse
+
+from medssl.cli.args import Parser, window
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quickstart", help="pre-train, fine-tune at 1/10/100%% labels vs scratch, report")
+    p.add_argument("--data", default="synthetic:lesions2d")
+    p.add_argument("--out", default="medssl-quickstart")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(handler=run_quickstart)
+
+    p = sub.add_parser("methods", help="list pretext methods with family and dimensions")
+    p.set_defaults(handler=run_methods)
+
+    p = sub.add_parser("data", help="data utilities")
+    data_sub = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    info = data_sub.add_parser("info", help="describe a data spec")
+    info.add_argument("spec")
+    info.add_argument("--size", type=int)
+    info.add_argument("--window", type=window)
+    info.set_defaults(handler=run_data_info)
+
+
+def run_quickstart(args: argparse.Namespace) -> None:
+    from medssl.quickstart import quickstart
+
+    quickstart(data=args.data, out=args.out, seeds=args.seeds, overwrite=args.overwrite)
+
+
+def run_methods(args: argparse.Namespace) -> None:
+    from medssl.methods.registry import list_methods
+
+    methods = list_methods()
+    width = max(len(name) for name, _, _ in methods) + 2
+    print(f"{'method':<{width}}{'family':<13}dims")
+    for name, family, dims in methods:
+        print(f"{name:<{width}}{family:<13}{','.join(f'{d}D' for d in dims)}")
+
+
+def run_data_info(args: argparse.Namespace) -> None:
+    from medssl.data.sources import describe, load_data
+
+    print(describe(load_data(args.spec, size=args.size, window=args.window)))

@@ -1,0 +1,51 @@
+"""``medssl pretrain`` and ``medssl finetune``."""
+
+from __future__ import annotations
+
+import argparse
+
+from medssl.cli.args import add_run_options, floats, run_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="pre-train an encoder with a pretext task")
+    add_run_options(p, batch_size=128)
+    p.add_argument("--method", default="simclr", help="method name, or several joined by '+'")
+    p.add_argument("--weights", type=floats, help="loss weights for combined methods, e.g. 1,1,0.5")
+    p.add_argument("--pretrain-splits", default="train",
+                   help="comma-separated splits whose images form the unlabeled pool (default: train)")
+    p.set_defaults(handler=run_pretrain)
+
+    p = sub.add_parser("finetune", help="fine-tune a classifier from a pre-trained run or from scratch")
+    add_run_options(p, batch_size=64)
+    p.add_argument("--checkpoint", required=True, help="pre-training run directory, or 'scratch'")
+    p.add_argument("--label-fraction", type=float, default=1.0)
+    p.add_argument("--imbalance-ratio", type=float, help="subsample the minority class to 1:RATIO first")
+    p.add_argument("--linear-probe", action="store_true", help="freeze the encoder, train only the head")
+    p.add_argument("--augment", default="light", help="light | none")
+    p.set_defaults(handler=run_finetune)
+
+
+def run_pretrain(args: argparse.Namespace) -> None:
+    from medssl import api
+    from medssl.config import PretrainConfig
+
+    splits = [s.strip() for s in args.pretrain_splits.split(",") if s.strip()]
+    config = PretrainConfig(**run_options(args), method=args.method, weights=args.weights,
+                            epochs=args.epochs or 10, pretrain_splits=splits)
+    result = api.pretrain(config, progress=not args.no_progress)
+    print(f"pre-trained encoder written to {result.run_dir / 'encoder.pt'}")
+
+
+def run_finetune(args: argparse.Namespace) -> None:
+    from medssl import api
+    from medssl.config import FinetuneConfig
+
+    config = FinetuneConfig(**run_options(args), checkpoint=args.checkpoint, label_fraction=args.label_fraction,
+                            imbalance_ratio=args.imbalance_ratio, linear_probe=args.linear_probe,
+                            augment=args.augment, epochs=args.epochs or 20)
+    result = api.finetune(config, progress=not args.no_progress)
+    test = result.metrics["test"]
+    recall = ", ".join(f"{r:.3f}" for r in test["per_class_recall"])
+    print(f"test AUC {test['auc']:.4f}  acc {test['acc']:.4f}  balanced acc {test['balanced_acc']:.4f}"
+          f"  per-class recall [{recall}]  ({result.run_dir / 'metrics.json'})")
