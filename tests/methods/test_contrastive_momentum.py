@@ -8,7 +8,7 @@ import torch
 from medssl.methods.registry import list_methods, parse_method
 from medssl.models.encoder import BackboneSpec, Encoder
 
-NEW_METHODS = ["byol", "swav", "barlow", "vicreg"]
+NEW_METHODS = ["moco", "byol", "swav", "barlow", "vicreg"]
 
 
 def _make(method: str, spatial_dims: int = 2, **kwargs):
@@ -55,9 +55,13 @@ def test_forward_shapes_and_gradients(method, spatial_dims):
     assert all(p.grad is not None for p in encoder.parameters())
 
 
-def test_byol_target_is_the_ema_of_the_online_network_and_gets_no_gradient():
-    encoder, task = _make("byol", momentum=0.99)
-    target = [*task.target_encoder.parameters(), *task.target_projection.parameters()]
+@pytest.mark.parametrize(("method", "targets", "online_heads"), [
+    ("byol", ("target_encoder", "target_projection"), ("prediction", "projection")),
+    ("moco", ("key_encoder", "key_projection"), ("projection",)),
+])
+def test_target_is_the_ema_of_the_online_network_and_gets_no_gradient(method, targets, online_heads):
+    encoder, task = _make(method, momentum=0.99)
+    target = [p for name in targets for p in getattr(task, name).parameters()]
     assert all(not p.requires_grad for p in target)
     x = _batch()
     old = [p.detach().clone() for p in target]
@@ -65,7 +69,7 @@ def test_byol_target_is_the_ema_of_the_online_network_and_gets_no_gradient():
     optimizer = torch.optim.SGD(params, lr=0.5)
     task(encoder, x).loss.backward()
     assert all(p.grad is None for p in target)
-    assert all(p.grad is not None for p in [*task.prediction.parameters(), *task.projection.parameters()])
+    assert all(p.grad is not None for name in online_heads for p in getattr(task, name).parameters())
     optimizer.step()
     online = _snapshot(encoder) + _snapshot(task.projection)
     task.on_step_end(encoder, 0.5)
@@ -78,7 +82,7 @@ def test_byol_target_is_the_ema_of_the_online_network_and_gets_no_gradient():
 
 
 def test_momentum_copies_move_with_the_task():
-    for method, copy_name in [("byol", "target_encoder")]:
+    for method, copy_name in [("byol", "target_encoder"), ("moco", "key_encoder")]:
         _, task = _make(method)
         task.double()
         assert all(p.dtype == torch.float64 for p in getattr(task, copy_name).parameters())
