@@ -2,6 +2,7 @@
 
     python benchmarks/method_zoo.py throughput [--steps 5]      # images/s at 2D 28 px and 3D 28^3
     python benchmarks/method_zoo.py finetune [--epochs 10]       # short pre-training -> 10 % label fine-tune
+    python benchmarks/method_zoo.py cli                          # `medssl pretrain --epochs 1` on both real sets
 
 Prints one JSON line per method (and configuration). Same backbone and batch for every method.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,9 +74,26 @@ def finetune_at_10_percent(method: str, epochs: int, finetune_epochs: int, seed:
             "minutes": round((time.perf_counter() - start) / 60, 2)}
 
 
+def cli_one_epoch(method: str, data: Path, batch: int) -> dict:
+    """The command line as a user runs it, one epoch: exit code, wall time and the final loss."""
+    out = Path(tempfile.mkdtemp(prefix=f"cli-{method}-")) / "run"
+    command = [sys.executable, "-m", "medssl.cli", "pretrain", "--data", str(data), "--method", method,
+               "--epochs", "1", "--batch-size", str(batch), "--backbone", BACKBONE["backbone"],
+               "--width", str(BACKBONE["width"]), "--no-progress", "--out", str(out)]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    record = {"method": method, "data": data.name, "exit": result.returncode,
+              "seconds": round(time.perf_counter() - start, 1)}
+    if result.returncode == 0:
+        record["loss"] = round(json.loads((out / "metrics.json").read_text())["train"]["loss"], 4)
+    else:
+        record["stderr"] = result.stderr.strip().splitlines()[-1:]
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["throughput", "finetune"])
+    parser.add_argument("mode", choices=["throughput", "finetune", "cli"])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=10, help="pre-training epochs (finetune mode)")
@@ -88,6 +108,11 @@ def main() -> None:
                 rate = throughput(name, spatial_dims, args.batch, args.steps)
                 print(json.dumps({"method": name, "spatial_dims": spatial_dims, "size": 28, "batch": args.batch,
                                   "images_per_s": round(rate, 1), "threads": torch.get_num_threads()}), flush=True)
+    elif args.mode == "cli":
+        for data, spatial_dims in ((DATA / "breastmnist.npz", 2), (DATA / "adrenalmnist3d.npz", 3)):
+            for name, dims in methods:
+                if spatial_dims in dims:
+                    print(json.dumps(cli_one_epoch(name, data, args.batch)), flush=True)
     else:
         for name in ["scratch"] + [n for n, d in methods if 2 in d]:
             print(json.dumps(finetune_at_10_percent(name, args.epochs, args.finetune_epochs, args.seed)), flush=True)
