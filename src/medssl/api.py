@@ -47,6 +47,8 @@ def _load(config: PretrainConfig | FinetuneConfig, data: ImageData | None) -> Im
 def pretraining_pool(data: ImageData, splits: list[str]) -> Split:
     """The unlabeled pool: images of the chosen splits (test only when asked for explicitly)."""
     parts = [data.splits[s] for s in splits if s in data.splits]
+    if len(parts) == 1:  # no copy: the images may be memory-mapped and larger than memory
+        return parts[0]
     return Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
 
 

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from medssl.data.dataset import Split
+from medssl.data.mapped import release_pages
 
 
 class BatchIndexedArrays(Dataset):
@@ -29,7 +30,9 @@ class BatchIndexedArrays(Dataset):
 
     def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         order = np.sort(np.asarray(indices))  # sorted reads are kinder to memory-mapped arrays
-        return torch.from_numpy(np.ascontiguousarray(self.images[order])), torch.from_numpy(self.labels[order])
+        images = np.ascontiguousarray(self.images[order])
+        release_pages(self.images)  # a memory-mapped dataset: keep resident memory flat
+        return torch.from_numpy(images), torch.from_numpy(self.labels[order])
 
 
 def batch_loader(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0, min_samples: int = 0,

@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from medssl.data.dataset import SPLITS, ImageData, Split
+from medssl.data.mapped import map_npz_member
 from medssl.errors import MedsslError
+
+MAP_ABOVE_BYTES = 256 * 2**20  # larger uncompressed uint8 members are memory-mapped, not read into memory
 
 
 def to_uint8(images: np.ndarray, source: str) -> np.ndarray:
@@ -41,8 +44,20 @@ def _channels_first(images: np.ndarray, spatial_dims: int | None, source: str) -
     )
 
 
-def load_npz(path: str | Path, spatial_dims: int | None = None) -> ImageData:
-    """Load a MedMNIST-style npz. Labels may be (N,) or (N,1); multi-label (N,K>1) is rejected."""
+def _read_member(archive: np.lib.npyio.NpzFile, path: Path, key: str, map_above: int) -> np.ndarray:
+    if archive.zip.getinfo(f"{key}.npy").file_size > map_above:
+        try:
+            mapped = map_npz_member(path, key)
+        except ValueError as err:
+            raise MedsslError(f"{path}: {err}") from None
+        if mapped is not None and mapped.dtype == np.uint8:
+            return mapped
+    return archive[key]
+
+
+def load_npz(path: str | Path, spatial_dims: int | None = None, map_above: int = MAP_ABOVE_BYTES) -> ImageData:
+    """Load a MedMNIST-style npz. Labels may be (N,) or (N,1); multi-label (N,K>1) is rejected.
+    Uncompressed uint8 image arrays larger than ``map_above`` bytes are memory-mapped."""
     path = Path(path)
     if not path.is_file():
         raise MedsslError(f"data file not found: {path}")
@@ -61,7 +76,7 @@ def load_npz(path: str | Path, spatial_dims: int | None = None) -> ImageData:
         dims: set[int] = set()
         for name in SPLITS:
             try:
-                raw_images = archive[f"{name}_images"]
+                raw_images = _read_member(archive, path, f"{name}_images", map_above)
                 raw_labels = archive[f"{name}_labels"]
             except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
                 raise MedsslError(f"{path}: cannot read split '{name}' ({err})") from None
