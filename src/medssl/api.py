@@ -70,12 +70,14 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
     trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=[checkpoints],
                            accelerator=config.accelerator, devices=config.devices, precision=config.precision,
-                           validate=False)
+                           validate=False, max_steps=config.max_steps)
     prepare_run_dir(run_dir, config.overwrite)
     write_yaml(run_dir / "config.yaml", {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
                                          "spatial_dims": data.spatial_dims, "medssl_version": __version__})
     pl.seed_everything(config.seed, workers=True, verbose=False)
     encoder = Encoder(spec)
+    if config.channels_last:
+        encoder.use_channels_last()
     tasks = [cls(encoder) for cls, _ in task_classes]
     model = Pretrainer(encoder, tasks, [w for _, w in task_classes], data.num_classes,
                        lr=config.lr, weight_decay=config.weight_decay)
@@ -162,6 +164,8 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
                                          "train_size": len(train), "train_class_counts": counts,
                                          "medssl_version": __version__})
     pl.seed_everything(config.seed, workers=True, verbose=False)
+    if config.channels_last:
+        encoder.use_channels_last()
     model = Classifier(encoder, data.num_classes, linear_probe=config.linear_probe, lr=config.lr,
                        weight_decay=config.weight_decay, augment=light_view() if config.augment == "light" else None)
     batch_size = min(config.batch_size, len(train))

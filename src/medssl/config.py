@@ -31,6 +31,7 @@ class CommonConfig:
     precision: str = "32-true"
     num_workers: int = 0
     overwrite: bool = False
+    channels_last: bool = True  # channels-last weights and activations: faster convolutions (benchmarks/)
 
     def validate(self) -> None:
         _check(self.batch_size >= 2, f"batch size must be >= 2, got {self.batch_size}")
@@ -59,10 +60,12 @@ class PretrainConfig(CommonConfig):
     width: float = 1.0
     epochs: int = 10
     pretrain_splits: list[str] = field(default_factory=lambda: ["train"])
+    max_steps: int | None = None  # stop after this many optimizer steps (huge datasets), epochs permitting
 
     def validate(self) -> None:
         super().validate()
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.max_steps is None or self.max_steps >= 1, f"max steps must be >= 1, got {self.max_steps}")
         unknown = [s for s in self.pretrain_splits if s not in SPLITS]
         _check(not unknown and bool(self.pretrain_splits),
                f"pretrain splits must be among {', '.join(SPLITS)}, got {', '.join(self.pretrain_splits) or 'none'}")

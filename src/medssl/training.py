@@ -62,10 +62,11 @@ def quiet_lightning() -> None:
 
 def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list | None = None,
                  accelerator: str = "auto", devices: int | str = 1, precision: str = "32-true",
-                 validate: bool = True) -> pl.Trainer:
+                 validate: bool = True, max_steps: int | None = None) -> pl.Trainer:
     quiet_lightning()
     return pl.Trainer(
         max_epochs=epochs,
+        max_steps=max_steps if max_steps is not None else -1,
         accelerator=accelerator,
         devices=devices,
         precision=precision,

@@ -44,6 +44,8 @@ def add_run_options(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--precision", default="32-true", help="32-true | 16-mixed | bf16-mixed")
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="keep the default (channels-first) memory layout")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--no-progress", action="store_true")
 
@@ -55,5 +57,5 @@ def run_options(args: argparse.Namespace) -> dict:
         "weight_decay": args.weight_decay, "size": args.size, "window": args.window,
         "accelerator": args.accelerator, "devices": args.devices, "precision": args.precision,
         "num_workers": args.num_workers, "overwrite": args.overwrite, "backbone": args.backbone,
-        "width": args.width,
+        "width": args.width, "channels_last": args.channels_last,
     }

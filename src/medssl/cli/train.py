@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=floats, help="loss weights for combined methods, e.g. 1,1,0.5")
     p.add_argument("--pretrain-splits", default="train",
                    help="comma-separated splits whose images form the unlabeled pool (default: train)")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (for huge datasets)")
     p.set_defaults(handler=run_pretrain)
 
     p = sub.add_parser("finetune", help="fine-tune a classifier from a pre-trained run or from scratch")
@@ -32,7 +33,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
 
     splits = [s.strip() for s in args.pretrain_splits.split(",") if s.strip()]
     config = PretrainConfig(**run_options(args), method=args.method, weights=args.weights,
-                            epochs=args.epochs or 10, pretrain_splits=splits)
+                            epochs=args.epochs or 10, pretrain_splits=splits, max_steps=args.max_steps)
     result = api.pretrain(config, progress=not args.no_progress)
     print(f"pre-trained encoder written to {result.run_dir / 'encoder.pt'}")
 

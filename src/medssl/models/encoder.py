@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
 from monai.networks.nets import ResNet
 from torch import Tensor, nn
 
@@ -64,6 +65,8 @@ class BackboneSpec:
 class Encoder(nn.Module):
     """A MONAI ResNet returning either pooled features or the feature pyramid (stem, stage 1..4)."""
 
+    channels_last = False
+
     def __init__(self, spec: BackboneSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -77,9 +80,17 @@ class Encoder(nn.Module):
     def spatial_dims(self) -> int:
         return self.spec.spatial_dims
 
+    def use_channels_last(self) -> Encoder:
+        """Store weights and activations channels-last (faster convolutions on CPUs and tensor cores).
+        Call before building pretext tasks, so that their copies of the encoder inherit it."""
+        self.channels_last = True
+        return self.to(memory_format=_channels_last_format(self.spatial_dims))
+
     def pyramid(self, x: Tensor) -> list[Tensor]:
         """Features from finest to coarsest: stem, layer1, layer2, layer3, layer4."""
         net = self.net
+        if self.channels_last:
+            x = x.contiguous(memory_format=_channels_last_format(x.ndim - 2))
         x = net.act(net.bn1(net.conv1(x)))
         if not net.no_max_pool:
             x = net.maxpool(x)
@@ -108,3 +119,7 @@ class Encoder(nn.Module):
             first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
             raise MedsslError(f"encoder weights do not fit backbone {self.spec.name}: {first}") from None
 
+
+
+def _channels_last_format(spatial_dims: int) -> torch.memory_format:
+    return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d

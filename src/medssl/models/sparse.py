@@ -170,6 +170,7 @@ class SparseEncoder:
         self.context = MaskContext()
         self.net = sparse_view(encoder.net, self.context)
         self.stride = total_stride(encoder.net)
+        self.channels_last = encoder.channels_last
 
     def views(self, encoder: Encoder) -> bool:
         """Whether this is a view of ``encoder`` as its modules are now (not, e.g., after a module swap)."""
