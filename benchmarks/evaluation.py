@@ -39,10 +39,11 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--data", type=Path, default=DATA, help="breastmnist.npz (default: ../shared/data)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = args.out or Path(tempfile.mkdtemp(prefix="medssl-evaluation-"))
-    data, seed = str(DATA), str(args.seed)
+    data, seed = str(args.data), str(args.seed)
     common = ["--data", data, "--seed", seed, "--accelerator", "cpu", "--no-progress"]
     started = time.perf_counter()
 
