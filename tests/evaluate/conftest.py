@@ -41,4 +41,4 @@ def data2d():
 
 @pytest.fixture(scope="session")
 def data3d():
-    return load_data("synthetic:lesions3d@12?n=40")
+    return load_data("synthetic:lesions3d@16?n=40")

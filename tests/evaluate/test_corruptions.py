@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -29,7 +31,7 @@ def test_higher_severity_moves_further_from_the_clean_image(name, dims):
     x = _image(dims)
     distances = [float((corrupt(x, name, s, torch.Generator().manual_seed(0)) - x).pow(2).mean().sqrt())
                  for s in SEVERITIES]
-    assert all(b > a for a, b in zip(distances, distances[1:], strict=False)), distances
+    assert all(b > a for a, b in itertools.pairwise(distances)), distances
 
 
 @pytest.mark.parametrize("name", ["gaussian_noise", "bias_field"])

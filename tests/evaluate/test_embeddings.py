@@ -39,5 +39,5 @@ def test_bad_embedding_files_are_user_errors(tmp_path):
         load_embeddings(tmp_path / "bad.npz")
     with pytest.raises(MedsslError, match="not found"):
         load_embeddings(tmp_path / "missing.npz")
-    with pytest.raises(MedsslError, match=".npz"):
+    with pytest.raises(MedsslError, match=r"\.npz"):
         save_embeddings(tmp_path / "e.txt", {})

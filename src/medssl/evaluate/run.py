@@ -9,6 +9,7 @@ embedding map are optional.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -223,7 +224,9 @@ def _query_image(query: str | int, data: ImageData, split: str) -> np.ndarray:
     path = Path(query)
     if not path.is_file():
         raise MedsslError(f"query image not found: {path} (give an index into the '{split}' split or a file)")
-    image = _load_image(path, path.name, _make_loader(), None, None)  # (C, *spatial) uint8
+    with warnings.catch_warnings():  # MONAI wraps PIL's read-only array and warns about it
+        warnings.filterwarnings("ignore", message=".*NumPy array is not writable.*")
+        image = _load_image(path, path.name, _make_loader(), None, None)  # (C, *spatial) uint8
     if image.ndim - 1 != data.spatial_dims or image.shape[0] != data.channels:
         raise MedsslError(f"query image {path.name} is {image.ndim - 1}D with {image.shape[0]} channel(s); "
                           f"the data is {data.spatial_dims}D with {data.channels}")
