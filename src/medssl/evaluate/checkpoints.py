@@ -69,8 +69,9 @@ def load_encoder(checkpoint: str | Path, data: ImageData, *, backbone: str = "re
     """The encoder to evaluate, in eval mode: ``random`` (a seeded random-init ``backbone``, the baseline),
     a pre-training run dir (its encoder.pt) or a fine-tuning run dir (the encoder part of classifier.pt)."""
     if str(checkpoint) == RANDOM:
-        torch.manual_seed(seed)
-        encoder = Encoder(BackboneSpec(backbone, data.spatial_dims, data.channels, width))
+        with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's random state
+            torch.manual_seed(seed)
+            encoder = Encoder(BackboneSpec(backbone, data.spatial_dims, data.channels, width))
     elif run_kind(checkpoint) == "pretrain":
         run_dir = Path(checkpoint)
         encoder = Encoder(_spec(run_dir, data))
