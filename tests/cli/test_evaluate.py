@@ -94,3 +94,11 @@ def test_bad_input_gives_one_line_exit_2_and_no_output(runs, tmp_path, args, mat
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("medssl: error:") and match in lines[0], result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "e.txt").exists()
+
+
+@pytest.mark.real_data
+def test_knn_of_a_random_encoder_on_breastmnist_beats_chance(breastmnist, tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", "random", *TINY, "--data", str(breastmnist), "--protocol", "knn",
+                 "--device", "cpu", "--out", str(tmp_path / "ev")]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 156 and metrics["test"]["auc"] > 0.6

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from medssl.data.dataset import ImageData, Split
 from medssl.errors import MedsslError
 from medssl.evaluate.corruptions import corruptions_for
 from medssl.evaluate.embeddings import load_embeddings
@@ -25,6 +26,7 @@ def test_knn_with_robustness_calibration_and_map_writes_a_finished_results_dir(d
     assert 0 <= m["test"]["auc"] <= 1 and m["test"]["n"] == len(data2d.splits["test"])
     assert {"recall@1", "recall@5", "map@5", "recall@10"} <= set(m["retrieval"])
     assert list(m["robustness"]["corruptions"]) == corruptions_for(2)
+    assert m["robustness"]["clean"]["auc"] == pytest.approx(m["test"]["auc"])  # same model, same images
     assert m["calibration"]["before"]["ece"] >= 0 and m["calibration"]["temperature"] > 0
     for name in ("config.yaml", "embeddings.npz", "robustness.csv", "reliability.png", "embedding_map.png"):
         assert (result.out_dir / name).is_file(), name
@@ -60,3 +62,12 @@ def test_embed_and_retrieve(data2d, tmp_path):
     assert [h["index"] for h in hits] == list(np.argsort(-sims / norms, kind="stable")[:3])
     with pytest.raises(MedsslError, match="outside"):
         retrieve(str(run), data2d, 10_000, k=3)
+
+
+def test_a_failed_evaluation_leaves_no_results_dir(data2d, tmp_path):
+    splits = dict(data2d.splits)
+    splits["train"] = Split(splits["train"].images, np.zeros_like(splits["train"].labels))  # one class only
+    one_class = ImageData("one-class", splits, 2, 2)
+    with pytest.raises(MedsslError, match="two classes"):
+        evaluate(_config("random", tmp_path / "ev", "linear"), data=one_class)
+    assert not (tmp_path / "ev").exists()

@@ -8,6 +8,7 @@ embedding map are optional.
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from medssl.data.dataset import SPLITS, UNLABELED, ImageData
 from medssl.data.sources import load_data
 from medssl.errors import MedsslError
 from medssl.evaluate.calibration import DEFAULT_BINS, calibration_report, plot_reliability
-from medssl.evaluate.checkpoints import RANDOM, load_classifier, load_encoder
+from medssl.evaluate.checkpoints import RANDOM, FrozenClassifier, load_classifier, load_encoder
 from medssl.evaluate.embeddings import Embeddings, embed_data, embed_split, map_batches, pick_device, save_embeddings
 from medssl.evaluate.knn import DEFAULT_K, DEFAULT_TEMPERATURE, cosine_neighbours, knn_scores
 from medssl.evaluate.linear import fit_linear_probe
@@ -154,21 +155,8 @@ def _write_outputs(out: Path, config: EvaluateConfig, data: ImageData, emb: dict
     return metrics
 
 
-def evaluate(config: EvaluateConfig, data: ImageData | None = None) -> Evaluation:
-    """Evaluate a checkpoint with one protocol; writes config.yaml, embeddings.npz, optional robustness.csv,
-    reliability.png and embedding_map.png, and metrics.json last."""
-    config.validate()
-    data = data if data is not None else load_data(config.data, size=config.size, window=config.window)
-    _require_labels(data)
-    device = pick_device(config.device)
-    # every model is loaded (and checked against the data) before anything is written
-    if config.protocol == "finetune":
-        classifier = load_classifier(config.checkpoint, data)
-        encoder = classifier.encoder
-    else:
-        encoder = load_encoder(config.checkpoint, data, backbone=config.backbone, width=config.width,
-                               seed=config.seed)
-    out = prepare_run_dir(Path(config.out), config.overwrite)
+def _evaluate_into(out: Path, config: EvaluateConfig, data: ImageData, encoder: Encoder,
+                   classifier: FrozenClassifier | None, device: torch.device) -> dict:
     config_dict = asdict(config)
     config_dict["window"] = list(config.window) if config.window is not None else None
     write_yaml(out / "config.yaml", {"kind": "evaluate", **config_dict, "backbone_spec": encoder.spec.to_dict(),
@@ -183,6 +171,7 @@ def evaluate(config: EvaluateConfig, data: ImageData | None = None) -> Evaluatio
     elif config.protocol == "linear":
         predict, details = _linear_protocol(encoder, emb, data.num_classes, config.seed)
     else:
+        assert classifier is not None
         classifier.eval().to(device)
         details = {}
 
@@ -194,6 +183,30 @@ def evaluate(config: EvaluateConfig, data: ImageData | None = None) -> Evaluatio
     metrics.update(_write_outputs(out, config, data, emb, predict, device))
     metrics["duration_s"] = time.perf_counter() - start
     write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate(config: EvaluateConfig, data: ImageData | None = None) -> Evaluation:
+    """Evaluate a checkpoint with one protocol; writes config.yaml, embeddings.npz, optional robustness.csv,
+    reliability.png and embedding_map.png, and metrics.json last."""
+    config.validate()
+    data = data if data is not None else load_data(config.data, size=config.size, window=config.window)
+    _require_labels(data)
+    device = pick_device(config.device)
+    # every model is loaded (and checked against the data) before anything is written
+    classifier = None
+    if config.protocol == "finetune":
+        classifier = load_classifier(config.checkpoint, data)
+        encoder = classifier.encoder
+    else:
+        encoder = load_encoder(config.checkpoint, data, backbone=config.backbone, width=config.width,
+                               seed=config.seed)
+    out = prepare_run_dir(Path(config.out), config.overwrite)
+    try:
+        metrics = _evaluate_into(out, config, data, encoder, classifier, device)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # a failed evaluation leaves no half-written results dir
+        raise
     return Evaluation(out, metrics)
 
 
