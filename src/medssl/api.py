@@ -17,6 +17,7 @@ from medssl.data.dataset import UNLABELED, ImageData, Split
 from medssl.data.sources import load_data
 from medssl.data.subsets import fraction_subset, imbalance_subset
 from medssl.errors import MedsslError
+from medssl.evaluate.run import EvaluateConfig, embed, evaluate, retrieve  # noqa: F401  (notebook re-export)
 from medssl.finetune.classify import Classifier
 from medssl.methods.base import Pretrainer
 from medssl.methods.registry import parse_method
