@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from medssl.cli import info, train
+from medssl.cli import info, study, train
 from medssl.cli.args import Parser
 from medssl.errors import MedsslError
 
-COMMAND_MODULES = (train, info)
+COMMAND_MODULES = (train, info, study)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,6 +105,9 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
     if workers < 1:
         raise MedsslError(f"workers must be >= 1, got {workers}")
     started = time.perf_counter()
+    cache: dict[tuple, ImageData] = {}
+    for dataset in {*spec.datasets, *(u for u in spec.upstream if u != SAME)}:
+        _data({"data": dataset, "size": spec.size}, cache)  # bad data fails here, before the DB is touched
     store = Store(db, lease_s=lease_s)
     try:
         store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
@@ -112,7 +115,7 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
         print(f"study {spec.name} ({spec.hash}): {sum(counts.values())} cells, {counts.get('done', 0)} already done;"
               f" {workers} worker(s)", file=sys.stderr)
         if workers == 1:
-            work(db, spec.hash, progress=progress, lease_s=lease_s)
+            work(db, spec.hash, progress=progress, lease_s=lease_s, cache=cache)
         else:
             context = multiprocessing.get_context("spawn")
             threads = max(1, (os.cpu_count() or 1) // workers)
@@ -136,11 +139,12 @@ def _worker_process(db: str, spec_hash: str, lease_s: float, threads: int) -> No
     work(db, spec_hash, progress=False, lease_s=lease_s)
 
 
-def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: float = 120.0) -> int:
+def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: float = 120.0,
+         cache: dict | None = None) -> int:
     """One worker: claim a runnable cell, run it, record it; wait while others hold the rest. Returns cells run."""
     worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     store = Store(db, create=False, lease_s=lease_s)
-    cache: dict[tuple, ImageData] = {}
+    cache = {} if cache is None else cache
     ran = 0
     try:
         while True:
