@@ -26,13 +26,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS studies (spec_hash TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL,
                                     created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS cells (
-    key TEXT PRIMARY KEY, kind TEXT NOT NULL, depends_on TEXT, config TEXT NOT NULL, labels TEXT NOT NULL,
+    key TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, depends_on TEXT, config TEXT NOT NULL, labels TEXT NOT NULL,
     run_dir TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending', worker TEXT, host TEXT,
     pid INTEGER, heartbeat REAL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT);
 CREATE TABLE IF NOT EXISTS study_cells (spec_hash TEXT NOT NULL, cell_key TEXT NOT NULL,
                                         PRIMARY KEY (spec_hash, cell_key));
 CREATE TABLE IF NOT EXISTS results (
-    cell_key TEXT PRIMARY KEY, spec_hash TEXT NOT NULL, kind TEXT NOT NULL, dataset TEXT, upstream TEXT,
+    cell_key TEXT PRIMARY KEY NOT NULL, spec_hash TEXT NOT NULL, kind TEXT NOT NULL, dataset TEXT, upstream TEXT,
     method TEXT, backbone TEXT, width REAL, label_fraction REAL, imbalance_ratio REAL, policy TEXT, seed INTEGER,
     test_auc REAL, minority_class INTEGER, minority_recall REAL, n_labelled INTEGER, config TEXT NOT NULL,
     metrics TEXT NOT NULL, run_dir TEXT NOT NULL, duration_s REAL, started_at REAL, finished_at REAL,
@@ -174,13 +174,14 @@ class Store:
 
     def finish(self, key: str, row: dict) -> bool:
         """Insert the result row (once: a second finisher of the same cell changes nothing) and mark it done."""
-        values = [row.get(c) for c in RESULT_COLUMNS]
+        values = [key if c == "cell_key" else row.get(c) for c in RESULT_COLUMNS]
         with self.transaction() as db:
-            inserted = db.execute(
-                f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(values))})"
-                " ON CONFLICT (cell_key) DO NOTHING", values).rowcount
+            first = db.execute("SELECT 1 FROM results WHERE cell_key=?", (key,)).fetchone() is None
+            if first:
+                db.execute(f"INSERT INTO results ({', '.join(RESULT_COLUMNS)})"
+                           f" VALUES ({', '.join('?' * len(values))})", values)
             db.execute("UPDATE cells SET status='done', error=NULL WHERE key=?", (key,))
-        return inserted == 1
+        return first
 
     def fail(self, key: str, worker: str, error: str) -> None:
         with self.transaction() as db:
