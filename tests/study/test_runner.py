@@ -74,7 +74,7 @@ def test_kill_9_mid_study_then_rerun_keeps_every_finished_row(tmp_path):
     assert 4 <= len(finished) < total, "the kill must land mid-study"
 
     rerun = _study(spec_path, db)
-    out, err = rerun.communicate(timeout=600)
+    _, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err
     after = _rows(db, "SELECT * FROM results ORDER BY cell_key")
     assert len(after) == total == len({row[0] for row in after})
