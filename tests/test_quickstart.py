@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sqlite3
 
 import pytest
 
@@ -30,6 +31,12 @@ def test_quickstart_writes_results_and_report_that_agree(tmp_path, capsys):
     report = (tmp_path / "qs" / "report.md").read_text()
     assert "| label_fraction |" in report and "delta_auc" in report
     assert "delta_auc" in capsys.readouterr().out
+    # the quick study's database and HTML report come with it, and agree with the table
+    with sqlite3.connect(tmp_path / "qs" / "results.db") as db:
+        stored = dict(db.execute("SELECT run_dir, test_auc FROM results WHERE kind='finetune'").fetchall())
+    assert {r["run_dir"]: r["test_auc"] for r in rows} == pytest.approx(stored)
+    assert (tmp_path / "qs" / "report.html").read_text().count("data:image/png;base64,") >= 4
+    assert "## Findings" in report
 
 
 def test_quickstart_refuses_to_overwrite_a_finished_run(tmp_path):
