@@ -95,3 +95,21 @@ def test_findings_claim_a_difference_only_when_the_interval_excludes_zero():
     assert worse[0].startswith("simclr is worse than scratch at 100 % labels by -0.050 AUC")
     few = findings([_comparison(0.2, 0.1, 0.3, n=2)], spec)
     assert "too few for a verdict" in few[0]
+
+
+def test_plots_render_in_a_headless_browser(report, tmp_path):
+    """Needs Chromium (apt-get install chromium); the PIL check above runs everywhere."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "study_report_screenshot.py"
+    _, html, _, _ = report
+    page = tmp_path / "report.html"
+    page.write_text(html)
+    result = subprocess.run([sys.executable, str(script), str(page), "--png", str(tmp_path / "shot.png")],
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode == 3:
+        pytest.skip("no headless chromium installed (apt-get install chromium)")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rendered" in result.stdout

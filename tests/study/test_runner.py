@@ -62,7 +62,10 @@ def test_kill_9_mid_study_then_rerun_keeps_every_finished_row(tmp_path):
     proc = _study(spec_path, db)
     deadline = time.time() + 300
     while time.time() < deadline:
-        done = _rows(db, "SELECT COUNT(*) FROM results")[0][0] if db.exists() else 0
+        try:
+            done = _rows(db, "SELECT COUNT(*) FROM results")[0][0]
+        except sqlite3.OperationalError:  # not created yet
+            done = 0
         if done >= 4:
             break
         assert proc.poll() is None, proc.communicate()
