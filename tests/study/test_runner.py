@@ -47,6 +47,16 @@ def test_each_encoder_is_pretrained_once_and_shared_by_its_finetuning_cells(tmp_
     assert sum(c.kind == "pretrain" for c in shared) == 1  # one encoder for every fine-tuning seed
 
 
+def test_other_upstream_data_adds_encoders_but_not_scratch_arms(tmp_path):
+    cells = plan(tiny_spec(upstream=["same", "other.npz"]), tmp_path)
+    pretrain_data = sorted({c.config["data"] for c in cells if c.kind == "pretrain"})
+    assert pretrain_data == sorted([tiny_spec().datasets[0], "other.npz"])
+    finetunes = [c for c in cells if c.kind == "finetune"]
+    assert sum(c.labels["method"] == "scratch" for c in finetunes) == 2 * 2  # fractions x seeds, once
+    assert sum(c.labels["upstream"] == "other.npz" for c in finetunes) == 2 * 2
+    assert {c.config["data"] for c in finetunes} == {tiny_spec().datasets[0]}  # fine-tuned on the downstream data
+
+
 def test_a_rerun_of_a_finished_study_runs_nothing(finished_study):
     spec, db = finished_study
     before = _rows(db, "SELECT cell_key, finished_at FROM results ORDER BY cell_key")

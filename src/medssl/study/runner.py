@@ -195,14 +195,15 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
     row = {"kind": cell.kind, **{k: cell.labels.get(k) for k in ("dataset", "upstream", "method", "backbone",
                                                                  "width", "label_fraction", "imbalance_ratio",
                                                                  "policy", "seed")}}
-    row["config"] = json.dumps(cell.config, sort_keys=True)
     row["run_dir"] = str(run_dir)
     if cell.kind == "pretrain":
         data = _data(cell.config, cache)
+        pre_config = PretrainConfig(**cell.config, out=str(run_dir))
         if not is_complete(run_dir):
-            api.pretrain(PretrainConfig(**cell.config, out=str(run_dir)), data=data, progress=progress)
+            api.pretrain(pre_config, data=data, progress=progress)
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        return {**row, "metrics": json.dumps(metrics), "duration_s": metrics.get("duration_s")}
+        return {**row, "config": json.dumps(pre_config.to_dict(), sort_keys=True), "metrics": json.dumps(metrics),
+                "duration_s": metrics.get("duration_s")}
 
     data = _data(cell.config, cache)
     checkpoint = "scratch"
@@ -211,9 +212,10 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
         if encoder is None:
             raise MedsslError(f"pre-training cell {cell.depends_on} has no result")
         checkpoint = encoder["run_dir"]
+    config = FinetuneConfig(**cell.config, checkpoint=checkpoint, out=str(run_dir))
+    row["config"] = json.dumps(config.to_dict(), sort_keys=True)  # every setting, defaults included
     if not is_complete(run_dir):
-        api.finetune(FinetuneConfig(**cell.config, checkpoint=checkpoint, out=str(run_dir)), data=data,
-                     progress=False)
+        api.finetune(config, data=data, progress=False)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     counts = data.class_counts("train")
     minority = min(range(data.num_classes), key=lambda c: (counts[c], c))
