@@ -53,6 +53,8 @@ def run_study(args: argparse.Namespace) -> None:
     if outcome.failures:
         key, error = outcome.failures[0]
         raise MedsslError(f"{len(outcome.failures)} cell(s) failed; first {key}: {error}")
+    if done < total:
+        raise MedsslError(f"{total - done} cell(s) unfinished (a worker died?); run the same command again to resume")
 
 
 def run_report(args: argparse.Namespace) -> None:
