@@ -8,6 +8,7 @@ on a re-run; a cell whose worker was killed is claimed again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -59,32 +60,24 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
         pretrains.setdefault(key, Cell(key, "pretrain", None, config, labels, str(runs_dir / key), 0))
         return key
 
-    for dataset in spec.datasets:
-        for upstream in spec.upstream:
-            up = dataset if upstream == SAME else upstream
-            for method in spec.methods:
-                if method == SCRATCH and upstream != spec.upstream[0]:
-                    continue  # scratch has no upstream: one arm per downstream dataset
-                for b in spec.backbones:
-                    for fraction in spec.label_fractions:
-                        for ratio in spec.imbalance_ratios:
-                            for policy in spec.policies:
-                                for seed in spec.seeds:
-                                    depends = None if method == SCRATCH else pretrain_cell(
-                                        up, method, b.name, b.width, seed if pre_seed == SAME else pre_seed)
-                                    config = {"data": dataset, "backbone": b.name, "width": b.width, "seed": seed,
-                                              "label_fraction": fraction, "imbalance_ratio": ratio, **common,
-                                              **spec.finetune, **policy_overrides(policy)}
-                                    labels = {"dataset": dataset, "upstream": "-" if method == SCRATCH else up,
-                                              "method": method, "backbone": b.label, "width": b.width,
-                                              "label_fraction": fraction, "imbalance_ratio": ratio,
-                                              "policy": policy, "seed": seed}
-                                    ratio_tag = "nat" if ratio is None else f"{ratio:g}"
-                                    name = (f"{method}-{b.label}-f{fraction:g}-r{ratio_tag}-{policy}-s{seed}-"
-                                            f"{_digest({**config, 'pretrain': depends})}")
-                                    key = f"finetune/{_slug(dataset)}/{name}"
-                                    finetunes.append(Cell(key, "finetune", depends, config, labels,
-                                                          str(runs_dir / key), 0))
+    grid = itertools.product(spec.datasets, spec.upstream, spec.methods, spec.backbones, spec.label_fractions,
+                             spec.imbalance_ratios, spec.policies, spec.seeds)
+    for dataset, upstream, method, b, fraction, ratio, policy, seed in grid:
+        if method == SCRATCH and upstream != spec.upstream[0]:
+            continue  # scratch has no upstream: one arm per downstream dataset
+        up = dataset if upstream == SAME else upstream
+        depends = None if method == SCRATCH else pretrain_cell(up, method, b.name, b.width,
+                                                                seed if pre_seed == SAME else pre_seed)
+        config = {"data": dataset, "backbone": b.name, "width": b.width, "seed": seed, "label_fraction": fraction,
+                  "imbalance_ratio": ratio, **common, **spec.finetune, **policy_overrides(policy)}
+        labels = {"dataset": dataset, "upstream": "-" if method == SCRATCH else up, "method": method,
+                  "backbone": b.label, "width": b.width, "label_fraction": fraction, "imbalance_ratio": ratio,
+                  "policy": policy, "seed": seed}
+        ratio_tag = "nat" if ratio is None else f"{ratio:g}"
+        digest = _digest({**config, "pretrain": depends})
+        name = f"{method}-{b.label}-f{fraction:g}-r{ratio_tag}-{policy}-s{seed}-{digest}"
+        key = f"finetune/{_slug(dataset)}/{name}"
+        finetunes.append(Cell(key, "finetune", depends, config, labels, str(runs_dir / key), 0))
     cells = [*pretrains.values(), *finetunes]
     for seq, cell in enumerate(cells):
         cell.seq = seq
