@@ -73,3 +73,13 @@ def test_study_run_then_report(tmp_path, capsys):
     assert "rotation vs scratch at 100 % labels" in capsys.readouterr().out
     assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
     assert "## Findings" in (tmp_path / "report.md").read_text()
+
+
+def test_a_preset_printed_as_yaml_is_the_same_study(capsys):
+    from medssl.study.presets import preset
+    from medssl.study.spec import parse_spec
+
+    assert main(["study", "presets"]) == 0
+    assert "label-fractions" in capsys.readouterr().out
+    assert main(["study", "presets", "--yaml", "imbalance"]) == 0
+    assert parse_spec(yaml.safe_load(capsys.readouterr().out)).hash == preset("imbalance").hash

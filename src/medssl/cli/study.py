@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--study", help="spec hash of the study to report (default: the latest)")
     report.set_defaults(handler=run_report)
 
-    presets = study_sub.add_parser("presets", help="list the preset studies")
+    presets = study_sub.add_parser("presets", help="list the preset studies, or print one as a spec to edit")
+    presets.add_argument("--yaml", metavar="NAME", help="print preset NAME as a study spec YAML")
     presets.set_defaults(handler=run_presets)
 
 
@@ -70,8 +71,13 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def run_presets(args: argparse.Namespace) -> None:
+    import yaml
+
     from medssl.study.presets import PRESETS, preset
 
+    if args.yaml:
+        print(yaml.safe_dump(preset(args.yaml).to_dict(), sort_keys=False), end="")
+        return
     for name in PRESETS:
         spec = preset(name)
         cells = (len(spec.methods) * len(spec.backbones) * len(spec.label_fractions) * len(spec.imbalance_ratios)
