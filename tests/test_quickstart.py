@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sqlite3
 
 import pytest
 
@@ -30,6 +31,12 @@ def test_quickstart_writes_results_and_report_that_agree(tmp_path, capsys):
     report = (tmp_path / "qs" / "report.md").read_text()
     assert "| label_fraction |" in report and "delta_auc" in report
     assert "delta_auc" in capsys.readouterr().out
+    # the quick study's database and HTML report come with it, and agree with the table
+    with sqlite3.connect(tmp_path / "qs" / "results.db") as db:
+        stored = dict(db.execute("SELECT run_dir, test_auc FROM results WHERE kind='finetune'").fetchall())
+    assert {r["run_dir"]: r["test_auc"] for r in rows} == pytest.approx(stored)
+    assert (tmp_path / "qs" / "report.html").read_text().count("data:image/png;base64,") >= 4
+    assert "## Findings" in report
 
 
 def test_quickstart_refuses_to_overwrite_a_finished_run(tmp_path):
@@ -45,3 +52,15 @@ def test_quickstart_rejects_bad_seeds_and_data_before_writing(tmp_path):
     with pytest.raises(MedsslError, match="data not found"):
         quickstart(data=str(tmp_path / "missing"), out=tmp_path / "b", settings=TINY)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_an_interrupted_quickstart_resumes_from_its_database(tmp_path, capsys):
+    first = quickstart(data="synthetic:lesions2d?n=160", out=tmp_path / "qs", seeds=1, settings=TINY)
+    with sqlite3.connect(tmp_path / "qs" / "results.db") as db:
+        finished = db.execute("SELECT cell_key, finished_at FROM results ORDER BY cell_key").fetchall()
+    (tmp_path / "qs" / "metrics.json").unlink()  # as if killed before the summary was written
+    again = quickstart(data="synthetic:lesions2d?n=160", out=tmp_path / "qs", seeds=1, settings=TINY)
+    assert "resuming" in capsys.readouterr().err
+    assert [r["test_auc"] for r in again] == [r["test_auc"] for r in first]
+    with sqlite3.connect(tmp_path / "qs" / "results.db") as db:
+        assert db.execute("SELECT cell_key, finished_at FROM results ORDER BY cell_key").fetchall() == finished

@@ -19,6 +19,7 @@ from medssl.data.subsets import fraction_subset, imbalance_subset
 from medssl.errors import MedsslError
 from medssl.evaluate.run import EvaluateConfig, embed, evaluate, retrieve  # noqa: F401  (notebook re-export)
 from medssl.finetune.classify import Classifier
+from medssl.finetune.policies import augmentation, balanced_sample_weights, loss_policy
 from medssl.methods.base import Pretrainer
 from medssl.methods.registry import parse_method
 from medssl.models.encoder import BackboneSpec, Encoder
@@ -32,7 +33,6 @@ from medssl.runio import (
     write_yaml,
 )
 from medssl.training import batch_loader, make_trainer
-from medssl.views import light_view
 
 
 @dataclass
@@ -168,11 +168,14 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
     if config.channels_last:
         encoder.use_channels_last()
     model = Classifier(encoder, data.num_classes, linear_probe=config.linear_probe, lr=config.lr,
-                       weight_decay=config.weight_decay, augment=light_view() if config.augment == "light" else None)
+                       weight_decay=config.weight_decay, augment=augmentation(config.augment),
+                       loss=loss_policy(config.loss, counts, focal_gamma=config.focal_gamma,
+                                        label_smoothing=config.label_smoothing, mixup_alpha=config.mixup_alpha))
     batch_size = min(config.batch_size, len(train))
     loaders = {
         "train": batch_loader(train, batch_size, shuffle=True, seed=config.seed,
-                              min_samples=config.min_samples_per_epoch, num_workers=config.num_workers),
+                              min_samples=config.min_samples_per_epoch, num_workers=config.num_workers,
+                              weights=balanced_sample_weights(train.labels) if config.balanced_sampling else None),
         "val": batch_loader(data.splits["val"], 256, shuffle=False),
         "test": batch_loader(data.splits["test"], 256, shuffle=False),
     }

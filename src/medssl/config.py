@@ -8,7 +8,9 @@ from medssl.data.dataset import SPLITS
 from medssl.errors import MedsslError
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
-AUGMENTATIONS = ("none", "light")
+# "light" is the default crop + flips; the others are the study augmentation ladder, each rung adding to the last
+AUGMENTATIONS = ("none", "light", "flips", "rot90", "rotate", "scale")
+LOSSES = ("ce", "weighted_ce", "focal")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -83,6 +85,12 @@ class FinetuneConfig(CommonConfig):
     width: float = 1.0
     augment: str = "light"
     min_samples_per_epoch: int = 512
+    # training policies (defaults keep plain cross-entropy on uniformly drawn batches)
+    loss: str = "ce"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    balanced_sampling: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -92,3 +100,7 @@ class FinetuneConfig(CommonConfig):
                f"imbalance ratio must be >= 1, got {self.imbalance_ratio}")
         _check(self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}")
         _check(self.min_samples_per_epoch >= 0, "min samples per epoch must be >= 0")
+        _check(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
+        _check(self.focal_gamma >= 0, f"focal gamma must be >= 0, got {self.focal_gamma}")
+        _check(0.0 <= self.label_smoothing < 1.0, f"label smoothing must lie in [0, 1), got {self.label_smoothing}")
+        _check(self.mixup_alpha >= 0, f"mixup alpha must be >= 0, got {self.mixup_alpha}")

@@ -1,38 +1,25 @@
-"""The main job: does SSL help this data? SimCLR vs scratch at 1/10/100 % labels over several seeds."""
+"""The main job: does SSL help this data? The ``quick`` study preset (SimCLR vs scratch at 1/10/100 % labels,
+3 seeds), summarised as one table. Results land in ``OUT/results.db``; an interrupted run resumes."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 import sys
-import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from medssl.api import finetune, pretrain
-from medssl.config import FinetuneConfig, PretrainConfig
 from medssl.data.sources import load_data
 from medssl.errors import MedsslError
-from medssl.runio import prepare_run_dir, write_json, write_text
+from medssl.runio import is_complete, prepare_run_dir, write_json, write_text, write_yaml
+from medssl.study.presets import QuickSettings, quick
+from medssl.study.report import build, to_html, to_markdown
+from medssl.study.runner import run_study
+from medssl.study.spec import parse_spec
+from medssl.study.store import Store
 
-
-@dataclass(frozen=True)
-class QuickSettings:
-    """Sized so the whole job finishes in well under 10 minutes on a 2-core CPU."""
-
-    method: str = "simclr"
-    backbone: str = "resnet10"
-    width: float = 0.25
-    pretrain_epochs: int = 20
-    pretrain_batch: int = 128
-    pretrain_lr: float = 2e-3
-    finetune_epochs: int = 10
-    finetune_batch: int = 64
-    finetune_lr: float = 1e-3
-    min_samples_per_epoch: int = 512
-    fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
-    extra: dict = field(default_factory=dict)
+__all__ = ["QuickSettings", "quickstart", "summarise"]
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -71,38 +58,41 @@ def _markdown(lines: list[dict], header: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _row(result: dict) -> dict:
+    metrics = json.loads(result["metrics"])
+    test = metrics["test"]
+    return {"arm": result["method"], "label_fraction": result["label_fraction"], "seed": result["seed"],
+            "n_labelled": result["n_labelled"], "test_auc": test["auc"], "test_acc": test["acc"],
+            "test_balanced_acc": test["balanced_acc"], "minority_recall": result["minority_recall"],
+            "val_auc": metrics["val"]["auc"], "run_dir": result["run_dir"]}
+
+
 def quickstart(data: str = "synthetic:lesions2d", out: str | Path = "medssl-quickstart", seeds: int = 3,
-               overwrite: bool = False, settings: QuickSettings | None = None) -> list[dict]:
+               overwrite: bool = False, settings: QuickSettings | None = None, workers: int = 1) -> list[dict]:
     s = settings or QuickSettings()
     if seeds < 1:
         raise MedsslError(f"quickstart needs at least one seed, got {seeds}")
-    started = time.perf_counter()
+    spec = parse_spec({**quick(s), "datasets": [data]}, seeds=seeds)
     images = load_data(data)
-    out = prepare_run_dir(Path(out), overwrite)
-    write_text(out / "config.yaml", f"kind: quickstart\ndata: {data}\nseeds: {seeds}\nsettings: {s}\n")
-    minority = min(range(images.num_classes), key=lambda c: (images.class_counts("train")[c], c))
+    out = Path(out)
+    resuming = out.is_dir() and (out / "results.db").is_file() and not is_complete(out)
+    if not resuming:
+        out = prepare_run_dir(out, overwrite)
+        write_yaml(out / "config.yaml", {"kind": "quickstart", "data": data, "seeds": seeds,
+                                         "study": spec.to_dict(), "spec_hash": spec.hash})
     print(f"medssl quickstart on {images.name}: {len(images.splits['train'])} train images "
-          f"({images.spatial_dims}D, classes {images.class_counts('train')}); pre-training {s.method}...",
-          file=sys.stderr)
-    ssl_run = pretrain(PretrainConfig(
-        data=data, out=str(out / f"pretrain-{s.method}"), method=s.method, backbone=s.backbone, width=s.width,
-        epochs=s.pretrain_epochs, batch_size=s.pretrain_batch, lr=s.pretrain_lr), data=images, progress=True)
-    base = FinetuneConfig(data=data, out="", backbone=s.backbone, width=s.width, epochs=s.finetune_epochs,
-                          batch_size=s.finetune_batch, lr=s.finetune_lr,
-                          min_samples_per_epoch=s.min_samples_per_epoch)
-    rows: list[dict] = []
-    jobs = [(f, seed, arm) for f in s.fractions for seed in range(seeds) for arm in ("scratch", s.method)]
-    for i, (fraction, seed, arm) in enumerate(jobs, 1):
-        checkpoint = "scratch" if arm == "scratch" else str(ssl_run.run_dir)
-        run = finetune(replace(base, out=str(out / f"finetune-{arm}-f{fraction:g}-s{seed}"), seed=seed,
-                               label_fraction=fraction, checkpoint=checkpoint), data=images, progress=False)
-        test = run.metrics["test"]
-        rows.append({"arm": arm, "label_fraction": fraction, "seed": seed, "n_labelled": run.metrics["train"]["n"],
-                     "test_auc": test["auc"], "test_acc": test["acc"], "test_balanced_acc": test["balanced_acc"],
-                     "minority_recall": test["per_class_recall"][minority], "val_auc": run.metrics["val"]["auc"],
-                     "run_dir": str(run.run_dir)})
-        print(f"[{i}/{len(jobs)}] {arm:<8} {fraction:>5.0%} labels seed {seed}: test AUC {test['auc']:.3f}",
-              file=sys.stderr)
+          f"({images.spatial_dims}D, classes {images.class_counts('train')}); {s.method} vs scratch"
+          f"{' (resuming)' if resuming else ''}...", file=sys.stderr)
+    db = out / "results.db"
+    outcome = run_study(spec, db, out / "runs", workers=workers, progress=workers == 1)
+    if outcome.failures:
+        key, error = outcome.failures[0]
+        raise MedsslError(f"{len(outcome.failures)} quickstart run(s) failed; first {key}: {error}")
+    store = Store(db, create=False)
+    try:
+        rows = [_row(r) for r in store.results(spec.hash)]
+    finally:
+        store.close()
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
@@ -110,14 +100,17 @@ def quickstart(data: str = "synthetic:lesions2d", out: str | Path = "medssl-quic
     writer.writerows(rows)
     write_text(out / "results.csv", buffer.getvalue())
     lines = summarise(rows, s.method)
-    minutes = (time.perf_counter() - started) / 60
+    minority = min(range(images.num_classes), key=lambda c: (images.class_counts("train")[c], c))
     table = _markdown(lines, f"# medssl quickstart: {s.method} vs scratch on {images.name}")
     notes = (f"\nTest AUC (mean ± sd over {seeds} seeds; model selected on the full validation split). "
              f"delta_auc is the mean paired difference (same seed, same nested labelled subset); ssl_wins counts "
              f"seeds where {s.method} beat scratch. Minority class = {images.class_names[minority]}. "
              f"Backbone {s.backbone} x{s.width}, {s.pretrain_epochs} pre-training epochs, "
-             f"{s.finetune_epochs} fine-tuning epochs. Took {minutes:.1f} min.\n")
-    write_text(out / "report.md", table + notes)
-    write_json(out / "metrics.json", {"summary": lines, "minutes": minutes})
+             f"{s.finetune_epochs} fine-tuning epochs. Took {outcome.minutes:.1f} min"
+             f"{' (this session)' if resuming else ''}. Full study report with intervals and plots: report.html.\n")
+    report = build(db, spec.hash)
+    write_text(out / "report.html", to_html(report))
+    write_text(out / "report.md", table + notes + "\n" + to_markdown(report).replace("# ", "## ", 1))
+    write_json(out / "metrics.json", {"summary": lines, "minutes": outcome.minutes, "spec_hash": spec.hash})
     print(table + notes)
     return rows

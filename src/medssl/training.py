@@ -11,7 +11,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    WeightedRandomSampler,
+)
 
 from medssl.data.dataset import Split
 from medssl.data.mapped import release_pages
@@ -36,11 +43,16 @@ class BatchIndexedArrays(Dataset):
 
 
 def batch_loader(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0, min_samples: int = 0,
-                 drop_last: bool = False, num_workers: int = 0) -> DataLoader:
+                 drop_last: bool = False, num_workers: int = 0, weights: np.ndarray | None = None) -> DataLoader:
     """A loader of batches. With ``shuffle``, an epoch draws ``max(len, min_samples)`` samples (several
-    passes over tiny labelled subsets, so 1 % label runs still take enough optimizer steps)."""
+    passes over tiny labelled subsets, so 1 % label runs still take enough optimizer steps). With per-sample
+    ``weights`` (needs ``shuffle``), samples are drawn with replacement in proportion to them."""
     dataset = BatchIndexedArrays(split)
-    if shuffle:
+    if shuffle and weights is not None:
+        generator = torch.Generator().manual_seed(seed)
+        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double),
+                                        num_samples=max(len(dataset), min_samples), generator=generator)
+    elif shuffle:
         generator = torch.Generator().manual_seed(seed)
         sampler = RandomSampler(dataset, num_samples=max(len(dataset), min_samples), generator=generator)
     else:

@@ -23,7 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-fraction", type=float, default=1.0)
     p.add_argument("--imbalance-ratio", type=float, help="subsample the minority class to 1:RATIO first")
     p.add_argument("--linear-probe", action="store_true", help="freeze the encoder, train only the head")
-    p.add_argument("--augment", default="light", help="light | none")
+    p.add_argument("--augment", default="light", help="light | none | flips | rot90 | rotate | scale (the ladder)")
+    p.add_argument("--loss", default="ce", help="ce | weighted_ce | focal")
+    p.add_argument("--focal-gamma", type=float, default=2.0)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--mixup-alpha", type=float, default=0.0, help="> 0 enables mixup with Beta(alpha, alpha)")
+    p.add_argument("--balanced-sampling", action="store_true", help="draw every class equally often")
     p.set_defaults(handler=run_finetune)
 
 
@@ -44,7 +49,9 @@ def run_finetune(args: argparse.Namespace) -> None:
 
     config = FinetuneConfig(**run_options(args), checkpoint=args.checkpoint, label_fraction=args.label_fraction,
                             imbalance_ratio=args.imbalance_ratio, linear_probe=args.linear_probe,
-                            augment=args.augment, epochs=args.epochs or 20)
+                            augment=args.augment, epochs=args.epochs or 20, loss=args.loss,
+                            focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing,
+                            mixup_alpha=args.mixup_alpha, balanced_sampling=args.balanced_sampling)
     result = api.finetune(config, progress=not args.no_progress)
     test = result.metrics["test"]
     recall = ", ".join(f"{r:.3f}" for r in test["per_class_recall"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -20,7 +21,8 @@ class Classifier(pl.LightningModule):
     """Selects on validation AUC (``val/score``); test metrics are computed once, on the selected model."""
 
     def __init__(self, encoder: Encoder, num_classes: int, *, linear_probe: bool = False, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, augment: ViewPipeline | None = None) -> None:
+                 weight_decay: float = 1e-4, augment: ViewPipeline | None = None,
+                 loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(encoder.feature_dim, num_classes)
@@ -29,6 +31,7 @@ class Classifier(pl.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.augment = augment
+        self.loss = loss  # a training policy (finetune.policies.LossPolicy); None = plain cross-entropy
         if linear_probe:
             self.encoder.requires_grad_(False)
         self.results: dict[str, dict] = {}
@@ -46,7 +49,7 @@ class Classifier(pl.LightningModule):
         x = to_unit_float(images)
         if self.augment is not None:
             x = self.augment(x)
-        loss = F.cross_entropy(self(x), labels)
+        loss = F.cross_entropy(self(x), labels) if self.loss is None else self.loss(self, x, labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

@@ -1,0 +1,384 @@
+"""The study report: one self-contained HTML file (plots embedded as base64 PNGs) and a markdown twin.
+
+Every number comes from the database; the findings are sentences generated from the paired statistics and
+claim a difference only when its 95 % bootstrap interval excludes zero.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medssl.errors import MedsslError
+from medssl.runio import write_text
+from medssl.study.spec import SCRATCH
+from medssl.study.stats import CONDITION, MIN_PAIRS, Comparison, compare_to_scratch, conditions, describe
+from medssl.study.store import Store
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Report:
+    title: str
+    spec: dict
+    tables: list[Table] = field(default_factory=list)
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, base64 PNG)
+    findings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _num(value: float | None, digits: int = 4, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _ci(low: float, high: float, sign: bool = False) -> str:
+    return "–" if math.isnan(low) else f"[{_num(low, sign=sign)}, {_num(high, sign=sign)}]"
+
+
+def _ratio(ratio: float | None) -> str:
+    return "natural" if ratio is None else f"1:{ratio:g}"
+
+
+def _fraction(fraction: float) -> str:
+    return f"{fraction * 100:g} %"
+
+
+def load(db: str | Path, study: str | None = None) -> tuple[dict, list[dict], list[dict]]:
+    """(study record, fine-tuning rows, pre-training rows) of ``study`` (a spec hash; default: the latest)."""
+    store = Store(db, create=False)
+    try:
+        studies = store.studies()
+        if not studies:
+            raise MedsslError(f"{db} holds no study yet")
+        chosen = studies[-1] if study is None else next((s for s in studies if s["spec_hash"] == study), None)
+        if chosen is None:
+            raise MedsslError(f"no study {study} in {db}; it holds {', '.join(s['spec_hash'] for s in studies)}")
+        return chosen, store.results(chosen["spec_hash"]), store.results(chosen["spec_hash"], kind="pretrain")
+    finally:
+        store.close()
+
+
+# --- figures ------------------------------------------------------------------------------------------------
+def _png(fig: object) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _reference(spec: dict) -> dict:
+    """The levels other factors are held at when a plot varies one factor."""
+    return {"label_fraction": spec["label_fractions"][0], "imbalance_ratio": spec["imbalance_ratios"][0],
+            "policy": spec["policies"][0], "backbone": _backbone_label(spec["backbones"][0])}
+
+
+def _backbone_label(b: dict) -> str:
+    return f"{b['name']}x{b['width']:g}"
+
+
+def _same_upstream(row: dict) -> bool:
+    return row["method"] == SCRATCH or row["upstream"] == row["dataset"]
+
+
+def _select(rows: list[dict], **levels: object) -> list[dict]:
+    return [r for r in rows if _same_upstream(r) and all(r[k] == v for k, v in levels.items())]
+
+
+def _line_plot(rows: list[dict], spec: dict, x: str, y: str, held: dict, xlabel: str, ylabel: str) -> str:
+    import matplotlib.pyplot as plt
+
+    datasets = spec["datasets"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for method in spec["methods"]:
+            points = []
+            for level in sorted({r[x] for r in rows if r[x] is not None}):
+                est = describe([r[y] for r in _select(rows, dataset=dataset, method=method, **{x: level}, **held)])
+                if est.n:
+                    points.append((level, est))
+            if not points:
+                continue
+            xs = [p[0] for p in points]
+            means = np.array([p[1].mean for p in points])
+            low = np.array([p[1].low if not math.isnan(p[1].low) else p[1].mean for p in points])
+            high = np.array([p[1].high if not math.isnan(p[1].high) else p[1].mean for p in points])
+            ax.errorbar(xs, means, yerr=[means - low, high - means], marker="o", capsize=3, label=method)
+        levels = sorted({r[x] for r in rows if r[x] is not None})
+        ax.set_xscale("log")
+        ax.set_xticks(levels, [f"{v * 100:g} %" if x == "label_fraction" else f"{v:g}" for v in levels])
+        ax.minorticks_off()
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(dataset, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _heatmap(comparisons: list[Comparison], spec: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    cols = spec["datasets"]
+    rows = sorted({(c.condition["method"], c.condition["upstream"]) for c in comparisons})
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for i, (method, upstream) in enumerate(rows):
+        for j, dataset in enumerate(cols):
+            diffs = [c.auc.mean_diff for c in comparisons if c.condition["method"] == method
+                     and c.condition["upstream"] == upstream and c.condition["dataset"] == dataset
+                     and not math.isnan(c.auc.mean_diff)]
+            if diffs:
+                grid[i, j] = float(np.mean(diffs))
+    limit = max(0.01, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 0.01
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(cols), 1.2 + 0.5 * len(rows)))
+    image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            dark = np.isfinite(grid[i, j]) and abs(grid[i, j]) > 0.6 * limit
+            ax.text(j, i, _num(grid[i, j], 3, sign=True), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+    ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), [f"{m} @ {u}" for m, u in rows], fontsize=8)
+    ax.set_xlabel("downstream (fine-tuning) data")
+    ax.set_ylabel("method @ upstream (pre-training) data")
+    fig.colorbar(image, ax=ax, label="mean Δ AUC vs scratch")
+    return _png(fig)
+
+
+def _policy_bars(rows: list[dict], spec: dict, held: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    policies, methods = spec["policies"], spec["methods"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(policies) * max(1, len(methods)) / 2), 3.6))
+    width = 0.8 / len(methods)
+    for k, method in enumerate(methods):
+        ests = [describe([r["test_auc"] for r in _select(rows, method=method, policy=p, **held)]) for p in policies]
+        means = np.array([e.mean for e in ests])
+        low = np.array([e.mean - e.low if not math.isnan(e.low) else 0 for e in ests])
+        high = np.array([e.high - e.mean if not math.isnan(e.high) else 0 for e in ests])
+        ax.bar(np.arange(len(policies)) + (k - (len(methods) - 1) / 2) * width, np.nan_to_num(means), width,
+               yerr=[low, high], capsize=2, label=method)
+    ax.set_xticks(range(len(policies)), policies, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test AUC (95 % CI)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _confusions(rows: list[dict], spec: dict, held: dict) -> str | None:
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for method in spec["methods"]:
+        picked = _select(rows, method=method, **held)
+        if picked:
+            matrices = [np.array(json.loads(r["metrics"])["test"]["confusion_matrix"]) for r in picked]
+            panels.append((method, sum(matrices), len(picked)))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 2.8), squeeze=False)
+    for ax, (method, matrix, n) in zip(axes[0], panels, strict=True):
+        recall = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+        ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(int(count)), ha="center", va="center", color="black" if recall[i, j] < 0.6 else "white")
+        ax.set_xticks(range(len(matrix)))
+        ax.set_yticks(range(len(matrix)))
+        ax.set_title(f"{method} (sum of {n} seeds)", fontsize=9)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+    fig.tight_layout()
+    return _png(fig)
+
+
+# --- tables and findings ------------------------------------------------------------------------------------
+CONDITION_COLUMNS = ["dataset", "upstream", "method", "backbone", "label_fraction", "imbalance_ratio", "policy",
+                     "n", "auc_mean", "auc_sd", "auc_ci95", "minority_recall_mean", "minority_recall_ci95"]
+PAIRED_COLUMNS = ["dataset", "upstream", "method", "backbone", "label_fraction", "imbalance_ratio", "policy", "n",
+                  "delta_auc", "delta_auc_ci95", "wilcoxon_p", "wins", "delta_minority_recall",
+                  "delta_minority_recall_ci95"]
+
+
+def _condition_cells(condition: dict) -> list[str]:
+    return [str(condition["dataset"]), str(condition["upstream"]), condition["method"], condition["backbone"],
+            f"{condition['label_fraction']:g}", _ratio(condition["imbalance_ratio"]), condition["policy"]]
+
+
+def condition_table(rows: list[dict]) -> Table:
+    out = []
+    for key, group in conditions(rows).items():
+        auc = describe([r["test_auc"] for r in group])
+        recall = describe([r["minority_recall"] for r in group])
+        out.append([*_condition_cells(dict(zip(CONDITION, key, strict=True))), str(len(group)), _num(auc.mean),
+                    _num(auc.sd), _ci(auc.low, auc.high), _num(recall.mean), _ci(recall.low, recall.high)])
+    return Table("Test AUC and minority-class recall per condition (mean over seeds, 95 % bootstrap CI)",
+                 CONDITION_COLUMNS, out)
+
+
+def paired_table(comparisons: list[Comparison]) -> Table:
+    out = [[*_condition_cells(c.condition), str(c.auc.n), _num(c.auc.mean_diff, sign=True),
+            _ci(c.auc.low, c.auc.high, sign=True), _num(c.auc.wilcoxon_p, 3), f"{c.auc.wins}/{c.auc.n}",
+            _num(c.minority_recall.mean_diff, sign=True), _ci(c.minority_recall.low, c.minority_recall.high, sign=True)]
+           for c in comparisons]
+    return Table("Each method minus scratch, paired by seed (same nested labelled subset)", PAIRED_COLUMNS, out)
+
+
+def _context(condition: dict, spec: dict) -> str:
+    parts = [f"at {_fraction(condition['label_fraction'])} labels"]
+    if condition["imbalance_ratio"] is not None:
+        parts.append(f"with {_ratio(condition['imbalance_ratio'])} imbalance")
+    if len(spec["policies"]) > 1 or condition["policy"] != "default":
+        parts.append(f"under policy '{condition['policy']}'")
+    if len(spec["backbones"]) > 1:
+        parts.append(f"on {condition['backbone']}")
+    if len(spec["datasets"]) > 1 or condition["upstream"] != condition["dataset"]:
+        parts.append(f"on {condition['dataset']}" + ("" if condition["upstream"] == condition["dataset"]
+                                                     else f" (pre-trained on {condition['upstream']})"))
+    return " ".join(parts)
+
+
+MAX_FINDINGS = 40
+
+
+def findings(comparisons: list[Comparison], spec: dict) -> list[str]:
+    """One sentence per comparison, decided by the paired 95 % CI; significant ones first."""
+    decided, open_ = [], []
+    for c in comparisons:
+        d = c.auc
+        where = _context(c.condition, spec)
+        stats = f"{d.n} paired seeds, Wilcoxon p = {_num(d.wilcoxon_p, 2)}"
+        if d.verdict == "better":
+            text = f"{c.condition['method']} beats scratch {where} by {d.mean_diff:+.3f} AUC " \
+                   f"[{d.low:+.3f}, {d.high:+.3f}] ({stats})."
+        elif d.verdict == "worse":
+            text = f"{c.condition['method']} is worse than scratch {where} by {d.mean_diff:+.3f} AUC " \
+                   f"[{d.low:+.3f}, {d.high:+.3f}] ({stats})."
+        elif d.n < MIN_PAIRS:
+            text = f"{c.condition['method']} vs scratch {where}: {_num(d.mean_diff, 3, sign=True)} AUC from " \
+                   f"{d.n} paired seed(s), too few for a verdict: inconclusive."
+        else:
+            text = f"{c.condition['method']} vs scratch {where}: inconclusive, {d.mean_diff:+.3f} AUC " \
+                   f"[{d.low:+.3f}, {d.high:+.3f}] ({stats})."
+        r = c.minority_recall
+        if c.condition["imbalance_ratio"] is not None and r.verdict != "inconclusive":
+            text += f" Minority-class recall {r.mean_diff:+.3f} [{r.low:+.3f}, {r.high:+.3f}]."
+        (decided if d.verdict != "inconclusive" else open_).append(text)
+    lines = decided + open_
+    if len(lines) > MAX_FINDINGS:
+        lines = [*lines[:MAX_FINDINGS], f"… and {len(lines) - MAX_FINDINGS} more comparisons in the table."]
+    return lines
+
+
+def build(db: str | Path, study: str | None = None) -> Report:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    record, rows, pretrains = load(db, study)
+    spec = json.loads(record["spec"])
+    report = Report(f"medssl study '{record['name']}' ({record['spec_hash']})", spec)
+    if not rows:
+        report.notes.append("No fine-tuning cell has finished yet.")
+        return report
+    comparisons = compare_to_scratch(rows)
+    report.tables = [condition_table(rows), paired_table(comparisons)]
+    report.findings = findings(comparisons, spec)
+    ref = _reference(spec)
+    report.figures.append((
+        f"Test AUC vs label fraction per method (mean, 95 % CI; {_ratio(ref['imbalance_ratio'])} imbalance, "
+        f"policy '{ref['policy']}', {ref['backbone']})",
+        _line_plot(rows, spec, "label_fraction", "test_auc", {k: ref[k] for k in ("imbalance_ratio", "policy",
+                                                                                  "backbone")},
+                   "label fraction", "test AUC")))
+    if len([r for r in spec["imbalance_ratios"] if r is not None]) >= 2:
+        report.figures.append((
+            f"Minority-class recall vs imbalance ratio (majority:minority; {_fraction(ref['label_fraction'])} labels, "
+            f"policy '{ref['policy']}')",
+            _line_plot(rows, spec, "imbalance_ratio", "minority_recall", {k: ref[k] for k in ("label_fraction",
+                                                                                              "policy", "backbone")},
+                       "imbalance ratio (majority / minority)", "minority-class recall")))
+    else:
+        report.notes.append("Imbalance was not varied in this study (no minority-recall-vs-ratio plot).")
+    if comparisons:
+        report.figures.append(("Upstream × downstream: mean paired Δ AUC vs scratch over all conditions",
+                               _heatmap(comparisons, spec)))
+    held = {k: ref[k] for k in ("label_fraction", "imbalance_ratio", "backbone")}
+    report.figures.append((f"Test AUC per training policy ({_fraction(ref['label_fraction'])} labels, "
+                           f"{_ratio(ref['imbalance_ratio'])} imbalance)", _policy_bars(rows, spec, held)))
+    confusion = _confusions(rows, spec, {**held, "policy": ref["policy"]})
+    if confusion is not None:
+        report.figures.append((f"Test confusion matrices at {_fraction(ref['label_fraction'])} labels "
+                               "(counts; colour = row-normalised recall)", confusion))
+    if any(c.auc.n and c.auc.n < 6 for c in comparisons):
+        report.notes.append("With fewer than 6 paired seeds a two-sided Wilcoxon signed-rank test cannot reach "
+                            "p < 0.05; verdicts use the paired bootstrap CI, which is optimistic for so few seeds.")
+    seconds = sum(r["duration_s"] or 0 for r in rows + pretrains)
+    versions = sorted({r["medssl_version"] for r in rows + pretrains})
+    report.notes.append(f"{len(rows)} fine-tuning and {len(pretrains)} pre-training runs, {seconds / 60:.1f} "
+                        f"training minutes in total; medssl {', '.join(versions)}.")
+    return report
+
+
+# --- rendering ----------------------------------------------------------------------------------------------
+def to_markdown(report: Report) -> str:
+    out = [f"# {report.title}", "", "## Findings", ""]
+    out += [f"- {line}" for line in report.findings] or ["- (none yet)"]
+    for table in report.tables:
+        out += ["", f"## {table.title}", "", "| " + " | ".join(table.columns) + " |",
+                "|" + "---|" * len(table.columns)]
+        out += ["| " + " | ".join(row) + " |" for row in table.rows]
+    out += ["", "## Figures", ""] + [f"- {caption} (in the HTML report)" for caption, _ in report.figures]
+    out += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
+    return "\n".join(out) + "\n"
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f2f2f2}td:nth-child(-n+7){text-align:left}figure{margin:1.5em 0}img{max-width:100%}
+figcaption{font-size:13px;color:#555}li{margin:.3em 0}"""
+
+
+def to_html(report: Report) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(report.title)}</title>"
+             f"<style>{STYLE}</style></head><body><h1>{e(report.title)}</h1><h2>Findings</h2><ul>"]
+    parts += [f"<li>{e(line)}</li>" for line in report.findings] or ["<li>(none yet)</li>"]
+    parts.append("</ul>")
+    for caption, png in report.figures:
+        parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{png}'>"
+                     f"<figcaption>{e(caption)}</figcaption></figure>")
+    for table in report.tables:
+        parts.append(f"<h2>{e(table.title)}</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in table.columns)
+                     + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in table.rows]
+        parts.append("</table>")
+    parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
+    parts.append(f"<details><summary>Study spec</summary><pre>{e(json.dumps(report.spec, indent=2))}</pre>"
+                 "</details></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(db: str | Path, out: str | Path, *, study: str | None = None, markdown: str | Path | None = None
+                 ) -> Report:
+    """Write ``out`` (HTML) and ``markdown`` (default: ``out`` with a .md suffix)."""
+    out = Path(out)
+    report = build(db, study)
+    write_text(Path(markdown) if markdown else out.with_suffix(".md"), to_markdown(report))
+    write_text(out, to_html(report))
+    return report

@@ -1,0 +1,218 @@
+"""Run a study: expand the spec into cells, then workers claim and run cells until none is left.
+
+Each (upstream data, method, backbone, pre-training seed) is pre-trained once, as a cell of its own; every
+fine-tuning cell that needs that encoder waits for it and starts from its run dir. Finished cells are skipped
+on a re-run; a cell whose worker was killed is claimed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from medssl import __version__
+from medssl.config import FinetuneConfig, PretrainConfig
+from medssl.data.dataset import ImageData
+from medssl.errors import MedsslError
+from medssl.runio import is_complete
+from medssl.study.spec import SAME, SCRATCH, StudySpec, policy_overrides
+from medssl.study.store import Cell, Heartbeat, Store
+
+POLL_S = 2.0
+
+
+def _slug(text: str) -> str:
+    path = Path(text)
+    name = path.stem if path.suffix else path.name or text
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "data"
+
+
+def _digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
+    """Every cell of the grid: pre-training cells first (each once), then fine-tuning cells."""
+    runs_dir = Path(runs_dir).resolve()
+    common = {"size": spec.size, **spec.run}
+    pre_settings = {k: v for k, v in spec.pretrain.items() if k != "seed"}
+    pre_seed = spec.pretrain.get("seed", SAME)
+    pretrains: dict[str, Cell] = {}
+    finetunes: list[Cell] = []
+
+    def pretrain_cell(upstream: str, method: str, backbone_name: str, width: float, seed: int) -> str:
+        config = {"data": upstream, "method": method, "backbone": backbone_name, "width": width, "seed": seed,
+                  **common, **pre_settings}
+        name = f"{method}-{backbone_name}x{width:g}-s{seed}-{_digest(config)}"
+        key = f"pretrain/{_slug(upstream)}/{name}"
+        labels = {"dataset": upstream, "method": method, "backbone": f"{backbone_name}x{width:g}", "width": width,
+                  "seed": seed}
+        pretrains.setdefault(key, Cell(key, "pretrain", None, config, labels, str(runs_dir / key), 0))
+        return key
+
+    grid = itertools.product(spec.datasets, spec.upstream, spec.methods, spec.backbones, spec.label_fractions,
+                             spec.imbalance_ratios, spec.policies, spec.seeds)
+    for dataset, upstream, method, b, fraction, ratio, policy, seed in grid:
+        if method == SCRATCH and upstream != spec.upstream[0]:
+            continue  # scratch has no upstream: one arm per downstream dataset
+        up = dataset if upstream == SAME else upstream
+        depends = None if method == SCRATCH else pretrain_cell(up, method, b.name, b.width,
+                                                                seed if pre_seed == SAME else pre_seed)
+        config = {"data": dataset, "backbone": b.name, "width": b.width, "seed": seed, "label_fraction": fraction,
+                  "imbalance_ratio": ratio, **common, **spec.finetune, **policy_overrides(policy)}
+        labels = {"dataset": dataset, "upstream": "-" if method == SCRATCH else up, "method": method,
+                  "backbone": b.label, "width": b.width, "label_fraction": fraction, "imbalance_ratio": ratio,
+                  "policy": policy, "seed": seed}
+        ratio_tag = "nat" if ratio is None else f"{ratio:g}"
+        digest = _digest({**config, "pretrain": depends})
+        name = f"{method}-{b.label}-f{fraction:g}-r{ratio_tag}-{policy}-s{seed}-{digest}"
+        key = f"finetune/{_slug(dataset)}/{name}"
+        finetunes.append(Cell(key, "finetune", depends, config, labels, str(runs_dir / key), 0))
+    cells = [*pretrains.values(), *finetunes]
+    for seq, cell in enumerate(cells):
+        cell.seq = seq
+    return cells
+
+
+@dataclass
+class StudyOutcome:
+    spec_hash: str
+    counts: dict[str, int]
+    failures: list[tuple[str, str]]
+    minutes: float
+
+
+def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers: int = 1,
+              progress: bool = False, lease_s: float = 120.0) -> StudyOutcome:
+    """Run (or resume) every cell of ``spec``; results land in the SQLite database ``db``."""
+    if workers < 1:
+        raise MedsslError(f"workers must be >= 1, got {workers}")
+    started = time.perf_counter()
+    cache: dict[tuple, ImageData] = {}
+    for dataset in {*spec.datasets, *(u for u in spec.upstream if u != SAME)}:
+        _data({"data": dataset, "size": spec.size}, cache)  # bad data fails here, before the DB is touched
+    store = Store(db, lease_s=lease_s)
+    try:
+        store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
+        counts = store.counts(spec.hash)
+        print(f"study {spec.name} ({spec.hash}): {sum(counts.values())} cells, {counts.get('done', 0)} already done;"
+              f" {workers} worker(s)", file=sys.stderr)
+        if workers == 1:
+            work(db, spec.hash, progress=progress, lease_s=lease_s, cache=cache)
+        else:
+            context = multiprocessing.get_context("spawn")
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            procs = [context.Process(target=_worker_process, args=(str(db), spec.hash, lease_s, threads))
+                     for _ in range(workers)]
+            for proc in procs:
+                proc.start()
+            for proc in procs:
+                proc.join()
+        outcome = StudyOutcome(spec.hash, store.counts(spec.hash), store.failures(spec.hash),
+                               (time.perf_counter() - started) / 60)
+    finally:
+        store.close()
+    return outcome
+
+
+def _worker_process(db: str, spec_hash: str, lease_s: float, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    work(db, spec_hash, progress=False, lease_s=lease_s)
+
+
+def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: float = 120.0,
+         cache: dict | None = None) -> int:
+    """One worker: claim a runnable cell, run it, record it; wait while others hold the rest. Returns cells run."""
+    worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    store = Store(db, create=False, lease_s=lease_s)
+    cache = {} if cache is None else cache
+    ran = 0
+    try:
+        while True:
+            cell = store.claim(spec_hash, worker)
+            if cell is None:
+                counts = store.counts(spec_hash)
+                if counts.get("pending", 0) + counts.get("running", 0) == 0:
+                    return ran
+                time.sleep(POLL_S)  # another worker holds a pre-training this cell needs, or the last cells
+                continue
+            started = time.time()
+            try:
+                with Heartbeat(Path(db), worker, every_s=max(1.0, lease_s / 4)):
+                    row = execute(cell, store, cache, progress=progress)
+            except Exception as err:  # recorded on the cell; the study goes on with the other cells
+                message = str(err).splitlines()[0] if str(err) else type(err).__name__
+                store.fail(cell.key, worker, f"{type(err).__name__}: {message}")
+                print(f"failed {cell.key}: {message}", file=sys.stderr)
+                continue
+            row.update(cell_key=cell.key, spec_hash=spec_hash, started_at=started, finished_at=time.time(),
+                       worker=worker, medssl_version=__version__)
+            store.finish(cell.key, row)
+            ran += 1
+            counts = store.counts(spec_hash)
+            auc = f": test AUC {row['test_auc']:.3f}" if row.get("test_auc") is not None else ""
+            print(f"[{counts.get('done', 0)}/{sum(counts.values())}] {cell.key}{auc}"
+                  f" ({row['finished_at'] - started:.0f} s)", file=sys.stderr)
+    finally:
+        store.close()
+
+
+def _data(config: dict, cache: dict) -> ImageData:
+    from medssl.data.sources import load_data
+
+    key = (config["data"], config.get("size"))
+    if key not in cache:
+        cache[key] = load_data(config["data"], size=config.get("size"))
+    return cache[key]
+
+
+def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) -> dict:
+    """Run one cell (or adopt its run dir if a killed worker finished it before recording it)."""
+    from medssl import api
+
+    run_dir = Path(cell.run_dir)
+    if run_dir.exists() and not is_complete(run_dir):
+        shutil.rmtree(run_dir)  # left by a killed worker; the runner owns its run dirs
+    row = {"kind": cell.kind, **{k: cell.labels.get(k) for k in ("dataset", "upstream", "method", "backbone",
+                                                                 "width", "label_fraction", "imbalance_ratio",
+                                                                 "policy", "seed")}}
+    row["run_dir"] = str(run_dir)
+    if cell.kind == "pretrain":
+        data = _data(cell.config, cache)
+        pre_config = PretrainConfig(**cell.config, out=str(run_dir))
+        if not is_complete(run_dir):
+            api.pretrain(pre_config, data=data, progress=progress)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        return {**row, "config": json.dumps(pre_config.to_dict(), sort_keys=True), "metrics": json.dumps(metrics),
+                "duration_s": metrics.get("duration_s")}
+
+    data = _data(cell.config, cache)
+    checkpoint = "scratch"
+    if cell.depends_on is not None:
+        encoder = store.result(cell.depends_on)
+        if encoder is None:
+            raise MedsslError(f"pre-training cell {cell.depends_on} has no result")
+        checkpoint = encoder["run_dir"]
+    config = FinetuneConfig(**cell.config, checkpoint=checkpoint, out=str(run_dir))
+    row["config"] = json.dumps(config.to_dict(), sort_keys=True)  # every setting, defaults included
+    if not is_complete(run_dir):
+        api.finetune(config, data=data, progress=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    counts = data.class_counts("train")
+    minority = min(range(data.num_classes), key=lambda c: (counts[c], c))
+    test = metrics["test"]
+    return {**row, "metrics": json.dumps(metrics), "duration_s": metrics.get("duration_s"),
+            "test_auc": test["auc"], "minority_class": minority,
+            "minority_recall": test["per_class_recall"][minority], "n_labelled": metrics["train"]["n"]}

@@ -1,0 +1,216 @@
+"""Study specs: YAML (or a preset) -> a validated ``StudySpec`` whose grid the runner expands into cells.
+
+The grid is datasets x methods (``scratch`` included; ``a+b`` combines tasks) x backbones x label fractions x
+imbalance ratios x policies x seeds. Policies are named fine-tuning recipes; ``a+b`` stacks them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from medssl.config import FinetuneConfig, PretrainConfig
+from medssl.errors import MedsslError
+
+SCRATCH = "scratch"
+SAME = "same"  # pre-train on the downstream dataset's own training images
+
+# Named fine-tuning policies: FinetuneConfig overrides. ``default`` is today's recipe (light crop + flips, CE).
+POLICIES: dict[str, dict] = {
+    "default": {},
+    "none": {"augment": "none"},
+    "flips": {"augment": "flips"},
+    "rot90": {"augment": "rot90"},
+    "rotate": {"augment": "rotate"},
+    "scale": {"augment": "scale"},
+    "balanced": {"balanced_sampling": True},
+    "weighted": {"loss": "weighted_ce"},
+    "focal": {"loss": "focal"},
+    "mixup": {"mixup_alpha": 0.2},
+    "smooth": {"label_smoothing": 0.1},
+}
+
+PRETRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "pretrain_splits")
+FINETUNE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "min_samples_per_epoch", "linear_probe")
+RUN_KEYS = ("accelerator", "devices", "precision", "num_workers")
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    width: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}x{self.width:g}"
+
+
+@dataclass
+class StudySpec:
+    name: str
+    datasets: list[str]
+    methods: list[str]
+    backbones: list[Backbone]
+    label_fractions: list[float]
+    seeds: list[int]
+    imbalance_ratios: list[float | None] = field(default_factory=lambda: [None])
+    policies: list[str] = field(default_factory=lambda: ["default"])
+    upstream: list[str] = field(default_factory=lambda: [SAME])
+    size: int | None = None
+    pretrain: dict = field(default_factory=dict)  # PretrainConfig fields; seed: int (one encoder) or "same"
+    finetune: dict = field(default_factory=dict)  # FinetuneConfig fields shared by every cell
+    run: dict = field(default_factory=dict)  # accelerator / devices / precision / num_workers
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["backbones"] = [asdict(b) for b in self.backbones]
+        return data
+
+    @property
+    def hash(self) -> str:
+        """Stable over key order and YAML formatting: the hash of the canonical JSON of the validated spec."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def validate(self) -> None:
+        from medssl.methods.registry import parse_method
+
+        for name in ("datasets", "methods", "backbones", "label_fractions", "seeds", "imbalance_ratios",
+                     "policies", "upstream"):
+            if not getattr(self, name):
+                raise MedsslError(f"study '{self.name}': '{name}' is empty, so the grid has no cells")
+        for method in self.methods:
+            if method != SCRATCH:
+                parse_method(method)
+        for fraction in self.label_fractions:
+            if not 0.0 < fraction <= 1.0:
+                raise MedsslError(f"study '{self.name}': label fraction must lie in (0, 1], got {fraction}")
+        for ratio in self.imbalance_ratios:
+            if ratio is not None and not ratio >= 1.0:
+                raise MedsslError(f"study '{self.name}': imbalance ratio must be >= 1, got {ratio}")
+        for policy in self.policies:
+            policy_overrides(policy)
+        for seed in self.seeds:
+            if seed < 0:
+                raise MedsslError(f"study '{self.name}': seeds must be >= 0, got {seed}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise MedsslError(f"study '{self.name}': seeds repeat")
+        from medssl.models.encoder import BackboneSpec
+
+        for b in self.backbones:
+            BackboneSpec(b.name, 2, 1, b.width)  # raises on unknown names and widths
+        pre_seed = self.pretrain.get("seed", SAME)
+        if pre_seed != SAME and (not isinstance(pre_seed, int) or pre_seed < 0):
+            raise MedsslError(f"study '{self.name}': pretrain seed must be 'same' or an integer >= 0")
+        # the shared settings must form valid run configs on their own
+        PretrainConfig(data="", out="", **{**self.run, **{k: v for k, v in self.pretrain.items() if k != "seed"}},
+                       ).validate()
+        FinetuneConfig(data="", out="", **self.run, **self.finetune).validate()
+        for overrides in map(policy_overrides, self.policies):
+            FinetuneConfig(data="", out="", **{**self.run, **self.finetune, **overrides}).validate()
+
+
+def policy_overrides(policy: str) -> dict:
+    """``scale+balanced`` -> the merged FinetuneConfig overrides of its parts."""
+    merged: dict = {}
+    for part in policy.split("+"):
+        part = part.strip()
+        if part not in POLICIES:
+            raise MedsslError(f"unknown policy '{part}'; choose from {', '.join(POLICIES)} (stack with '+')")
+        clash = {k for k in POLICIES[part] if k in merged and merged[k] != POLICIES[part][k]}
+        if clash:
+            raise MedsslError(f"policy '{policy}' sets {', '.join(sorted(clash))} twice")
+        merged.update(POLICIES[part])
+    return merged
+
+
+def _list(raw: dict, key: str, default: list | None = None) -> list:
+    value = raw.get(key, default)
+    if value is None:
+        raise MedsslError(f"study spec needs '{key}'")
+    return value if isinstance(value, list) else [value]
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MedsslError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _backbone(value: object) -> Backbone:
+    if isinstance(value, str):  # "resnet10" or "resnet10x0.25"
+        name, _, width = value.partition("x")
+        try:
+            return Backbone(name, float(width) if width else 1.0)
+        except ValueError:
+            raise MedsslError(f"backbone '{value}' must be NAME or NAMExWIDTH (e.g. resnet10x0.25)") from None
+    if isinstance(value, dict) and set(value) <= {"name", "width"} and "name" in value:
+        return Backbone(str(value["name"]), _number(value.get("width", 1.0), "backbone width"))
+    raise MedsslError(f"backbone must be NAME, NAMExWIDTH or {{name, width}}, got {value!r}")
+
+
+def _settings(raw: dict, key: str, allowed: tuple[str, ...]) -> dict:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise MedsslError(f"'{key}' must be a mapping")
+    unknown = set(value) - set(allowed)
+    if unknown:
+        raise MedsslError(f"unknown '{key}' setting(s) {', '.join(sorted(unknown))}; known: {', '.join(allowed)}")
+    return dict(value)
+
+
+TOP_KEYS = ("name", "datasets", "upstream", "methods", "backbones", "label_fractions", "imbalance_ratios",
+            "policies", "seeds", "size", "pretrain", "finetune", "run")
+
+
+def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None = None) -> StudySpec:
+    """A validated spec from a parsed YAML mapping; ``datasets`` / ``seeds`` (a count) override the file."""
+    if not isinstance(raw, dict):
+        raise MedsslError("a study spec must be a YAML mapping")
+    unknown = set(raw) - set(TOP_KEYS)
+    if unknown:
+        raise MedsslError(f"unknown study key(s) {', '.join(sorted(unknown))}; known: {', '.join(TOP_KEYS)}")
+    raw_seeds = raw.get("seeds", 3) if seeds is None else seeds
+    if isinstance(raw_seeds, bool) or not isinstance(raw_seeds, int | list):
+        raise MedsslError(f"seeds must be a count or a list of integers, got {raw_seeds!r}")
+    seed_list = list(range(raw_seeds)) if isinstance(raw_seeds, int) else raw_seeds
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seed_list):
+        raise MedsslError(f"seeds must be integers, got {seed_list!r}")
+    ratios = [None if r is None else _number(r, "imbalance ratio") for r in _list(raw, "imbalance_ratios", [None])]
+    size = raw.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+        raise MedsslError(f"size must be a whole number, got {size!r}")
+    spec = StudySpec(
+        name=str(raw.get("name", "study")),
+        datasets=[str(d) for d in (datasets or _list(raw, "datasets"))],
+        upstream=[str(u) for u in _list(raw, "upstream", [SAME])],
+        methods=[str(m).strip().lower() for m in _list(raw, "methods")],
+        backbones=[_backbone(b) for b in _list(raw, "backbones", ["resnet18"])],
+        label_fractions=[_number(f, "label fraction") for f in _list(raw, "label_fractions", [1.0])],
+        imbalance_ratios=ratios,
+        policies=[str(p) for p in _list(raw, "policies", ["default"])],
+        seeds=seed_list,
+        size=size,
+        pretrain=_settings(raw, "pretrain", PRETRAIN_KEYS),
+        finetune=_settings(raw, "finetune", FINETUNE_KEYS),
+        run=_settings(raw, "run", RUN_KEYS),
+    )
+    try:
+        spec.validate()
+    except TypeError as err:  # a setting of the wrong type reaching a config constructor
+        raise MedsslError(f"study '{spec.name}': {err}") from None
+    return spec
+
+
+def load_spec(path: str | Path, datasets: list[str] | None = None, seeds: int | None = None) -> StudySpec:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise MedsslError(f"study spec not found: {path}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, IsADirectoryError) as err:
+        raise MedsslError(f"{path}: not a readable YAML study spec ({type(err).__name__})") from None
+    return parse_spec(raw, datasets=datasets, seeds=seeds)
