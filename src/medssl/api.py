@@ -65,7 +65,7 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     batch_size = min(config.batch_size, len(pool))
     loader = batch_loader(pool, batch_size, shuffle=True, seed=config.seed, drop_last=True,
                           num_workers=config.num_workers)
-    state = ResumableRun(run_dir, config.seed, loader, validate=False, every_n_steps=config.checkpoint_every_n_steps)
+    state = ResumableRun(run_dir, config.seed, loader, every_n_steps=config.checkpoint_every_n_steps)
     # the Trainer first: an impossible device request must fail before anything is written
     trainer = make_trainer(run_dir, config.epochs, progress=progress, validate=False, callbacks=[state],
                            **_execution(config))
@@ -163,7 +163,7 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
     }
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/score", mode="max",
                            save_top_k=1, save_weights_only=True)
-    callbacks = [best, ResumableRun(run_dir, config.seed, loaders["train"], validate=True,
+    callbacks = [best, ResumableRun(run_dir, config.seed, loaders["train"],
                                     every_n_steps=config.checkpoint_every_n_steps)]
     trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=callbacks, **_execution(config))
     counts = [int((train.labels == c).sum()) for c in range(data.num_classes)]

@@ -159,23 +159,21 @@ def seed_all(seed: int) -> None:
 
 
 class ResumableRun(Checkpoint):
-    """Writes ``checkpoints/last.ckpt`` (the full training state) after every epoch (after validation when
-    there is one) and, optionally, every ``every_n_steps`` optimizer steps, and adds to it what Lightning
-    leaves out: every rank's global RNG states (augmentation views draw from them), the train loader's
-    position (epoch, batches consumed) and the last logged metrics (so a run killed after its final
-    checkpoint still reports them).
+    """Writes ``checkpoints/last.ckpt`` (the full training state) after every epoch (after its validation)
+    and, optionally, every ``every_n_steps`` optimizer steps, and adds to it what Lightning leaves out:
+    every rank's global RNG states (augmentation views draw from them), the train loader's position (epoch,
+    batches consumed) and the last logged metrics (so a run killed after its final checkpoint still
+    reports them).
 
     Lightning's own stateful-loader resume does not work here: ``configure_optimizers`` asks for
     ``estimated_stepping_batches``, which builds the train iterator before the loops are restored. This
     callback is restored earlier (with the modules), so the sampler is repositioned before that iterator
     exists. Under DDP each rank gets its own view stream derived from (seed, rank)."""
 
-    def __init__(self, run_dir: Path, seed: int, loader: DataLoader, *, validate: bool,
-                 every_n_steps: int | None = None) -> None:
+    def __init__(self, run_dir: Path, seed: int, loader: DataLoader, *, every_n_steps: int | None = None) -> None:
         self.path = Path(run_dir) / LAST_CHECKPOINT
         self.seed = seed
         self.sampler: EpochBatchSampler = loader.sampler  # type: ignore[assignment]
-        self.validate = validate
         self.every_n_steps = every_n_steps
         self.restored_metrics: dict[str, float] = {}
         self._trainer: pl.Trainer | None = None
@@ -208,12 +206,9 @@ class ResumableRun(Checkpoint):
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.validate:
-            self._save(trainer)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.validate:
-            self._save(trainer)
+        # after the epoch's validation too (it runs inside the epoch): a checkpoint taken at validation end
+        # makes Lightning 2.6 skip the next epoch on resume
+        self._save(trainer)
 
     def state_dict(self) -> dict[str, Any]:
         states = [_rng_state()]
@@ -264,6 +259,10 @@ def open_run(trainer: pl.Trainer, run_dir: Path, batch_size: int, config: Any, i
         return ckpt if ckpt.is_file() else None
     ckpt = open_run_dir(run_dir, identity, overwrite=config.overwrite, resume=config.resume)
     write_yaml(run_dir / "config.yaml", identity)
+    log = run_dir / "logs" / "metrics.csv"
+    if ckpt is not None and log.is_file():  # the logger would replace it: keep the interrupted attempt's log
+        attempt = 1 + sum(1 for _ in log.parent.glob("metrics.attempt*.csv"))
+        log.rename(log.with_name(f"metrics.attempt{attempt}.csv"))
     return ckpt
 
 
@@ -277,6 +276,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # our loaders are repositioned by ResumableRun, not through Lightning's stateful-loader interface
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    # ResumableRun is a second Checkpoint callback; "best" resolves to the ModelCheckpoint listed first
+    warnings.filterwarnings("ignore", message=".*is called with Trainer configured with multiple.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
 
 def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list | None = None,
