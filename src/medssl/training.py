@@ -14,6 +14,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
+from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import CSVLogger
 from torch import Tensor
@@ -251,6 +252,8 @@ def open_run(trainer: pl.Trainer, run_dir: Path, batch_size: int, config: Any, i
     """Check the global batch splits over the processes, then prepare ``run_dir`` and write its config.yaml;
     return the checkpoint to resume from (None: a fresh start). Under DDP rank 0 decides and writes; the other
     ranks, started by rank 0 once the dir is ready, only pick up its checkpoint."""
+    if config.sync_batchnorm and trainer.world_size > 1 and isinstance(trainer.accelerator, CPUAccelerator):
+        raise MedsslError("--sync-batchnorm needs GPUs: torch's SyncBatchNorm has no CPU implementation")
     if batch_size % trainer.world_size:
         raise MedsslError(f"the global batch size {batch_size} must be divisible by the {trainer.world_size} "
                           "processes (devices x nodes)")

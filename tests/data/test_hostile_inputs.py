@@ -1,0 +1,206 @@
+"""Hostile inputs: whatever a file or spec holds, a loader returns valid data or raises MedsslError, never
+another exception, never a large allocation, never code execution."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from medssl.data.folder import load_folder
+from medssl.data.npz import load_npz
+from medssl.data.sources import load_data
+from medssl.errors import MedsslError
+
+SPLITS = ("train", "val", "test")
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+dtypes = st.one_of(hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(), hnp.floating_dtypes(),
+                   hnp.complex_number_dtypes(), hnp.boolean_dtypes(), st.just(np.dtype("U3")),
+                   st.just(np.dtype("datetime64[s]")))
+arrays = dtypes.flatmap(lambda d: hnp.arrays(d, hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=4)))
+
+
+def _npz_bytes(members: dict[str, np.ndarray], compressed: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **members)
+    return buffer.getvalue()
+
+
+def _valid_members() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {f"{s}_{k}": (rng.integers(0, 255, (4, 8, 8), dtype=np.uint8) if k == "images" else np.arange(4) % 2)
+            for s in SPLITS for k in ("images", "labels")}
+
+
+def _loads_or_refuses(path: Path) -> None:
+    try:
+        data = load_npz(path)
+    except MedsslError as err:
+        assert "\n" not in str(err)
+        return
+    for split in data.splits.values():  # what loads is usable
+        assert split.images.dtype == np.uint8 and split.labels.dtype == np.int64
+        assert split.images.ndim == data.spatial_dims + 2 and len(split.images) == len(split.labels)
+
+
+@FAST
+@given(images=arrays, labels=arrays, key=st.sampled_from([f"{s}_{k}" for s in SPLITS for k in ("images", "labels")]))
+def test_npz_with_any_array_in_any_slot_loads_or_is_refused(tmp_path, images, labels, key):
+    members = _valid_members()
+    members[key] = images if key.endswith("images") else labels
+    path = tmp_path / "a.npz"
+    path.write_bytes(_npz_bytes(members))
+    _loads_or_refuses(path)
+
+
+@FAST
+@given(images=arrays, labels=arrays)
+def test_npz_with_the_same_random_arrays_in_every_split_loads_or_is_refused(tmp_path, images, labels):
+    path = tmp_path / "b.npz"
+    path.write_bytes(_npz_bytes({f"{s}_{k}": images if k == "images" else labels
+                                 for s in SPLITS for k in ("images", "labels")}))
+    _loads_or_refuses(path)
+
+
+def test_nan_and_inf_pixels_are_refused(tmp_path):
+    for bad in (np.nan, np.inf, -np.inf):
+        members = _valid_members()
+        members["val_images"] = members["val_images"].astype(np.float32)
+        members["val_images"][1, 2, 3] = bad
+        path = tmp_path / "nan.npz"
+        path.write_bytes(_npz_bytes(members))
+        with pytest.raises(MedsslError, match="NaN or Inf"):
+            load_npz(path)
+
+
+@FAST
+@given(cut=st.floats(0.0, 1.0), compressed=st.booleans())
+def test_truncated_npz_is_refused(tmp_path, cut, compressed):
+    raw = _npz_bytes(_valid_members(), compressed)
+    path = tmp_path / "t.npz"
+    path.write_bytes(raw[: int(cut * (len(raw) - 1))])
+    with pytest.raises(MedsslError):
+        load_npz(path)
+
+
+@FAST
+@given(data=st.data(), compressed=st.booleans())
+def test_npz_with_corrupted_bytes_loads_or_is_refused(tmp_path, data, compressed):
+    raw = bytearray(_npz_bytes(_valid_members(), compressed))
+    for _ in range(data.draw(st.integers(1, 8))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    path = tmp_path / "c.npz"
+    path.write_bytes(bytes(raw))
+    _loads_or_refuses(path)
+
+
+def _forged_npz(path: Path, key: str, header: dict, payload: bytes = b"") -> None:
+    """An npz whose member ``key`` carries a hand-written .npy header (e.g. declaring a terabyte)."""
+    text = repr(header).encode("latin1")
+    text += b" " * ((64 - (10 + len(text) + 1) % 64) % 64) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + payload
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in _valid_members().items():
+            if name != key:
+                buffer = io.BytesIO()
+                np.save(buffer, array)
+                archive.writestr(f"{name}.npy", buffer.getvalue())
+        archive.writestr(f"{key}.npy", member)
+
+
+def test_npz_declaring_a_terabyte_array_fails_fast_without_allocating(tmp_path):
+    path = tmp_path / "huge.npz"
+    _forged_npz(path, "train_images", {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**3, 10**3)},
+                b"\x00" * 64)
+    with pytest.raises(MedsslError, match="declares 1,000,000,000,000 bytes"):
+        load_npz(path)
+
+
+def test_npz_with_an_object_array_is_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Exploit(str(marker)))
+    path = tmp_path / "obj.npz"
+    _forged_npz(path, "train_labels", {"descr": "|O", "fortran_order": False, "shape": (4,)}, payload)
+    with pytest.raises(MedsslError, match="Python objects"):
+        load_npz(path)
+    assert not marker.exists()
+
+
+def test_a_pickle_named_npz_is_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "p.npz"
+    path.write_bytes(pickle.dumps(_Exploit(str(marker))))
+    with pytest.raises(MedsslError):
+        load_data(str(path))
+    assert not marker.exists()
+
+
+def test_a_bare_npy_array_is_refused(tmp_path):
+    path = tmp_path / "a.npz"
+    with path.open("wb") as f:
+        np.save(f, np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(MedsslError, match="not an .npz archive"):
+        load_npz(path)
+
+
+class _Exploit:
+    """Unpickling this would create a marker file: proves a loader never unpickles."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+path_parts = st.sampled_from(["..", ".", "a", "img.png", "/", "\\", "~", "\x00", "%2e%2e", "..\\..", "C:", " "])
+
+
+@FAST
+@given(parts=st.lists(path_parts, min_size=1, max_size=5))
+def test_labels_csv_paths_never_escape_the_folder(tmp_path, parts):
+    root = tmp_path / "folder"
+    root.mkdir(exist_ok=True)
+    (tmp_path / "secret.png").write_bytes(b"not an image")
+    rel = "/".join(parts) if parts[0] != "/" else "".join(parts)
+    (root / "labels.csv").write_text(f"path,label\n{rel},0\n../secret.png,1\n", encoding="utf-8")
+    with pytest.raises(MedsslError):
+        load_folder(root)
+
+
+def test_symlink_out_of_the_folder_is_refused(tmp_path):
+    root = tmp_path / "folder"
+    root.mkdir()
+    (tmp_path / "outside.png").write_bytes(b"x")
+    os.symlink(tmp_path / "outside.png", root / "inside.png")
+    (root / "labels.csv").write_text("path,label\ninside.png,0\n")
+    with pytest.raises(MedsslError, match="outside"):
+        load_folder(root)
+
+
+@FAST
+@given(spec=st.one_of(
+    st.builds(lambda kind, size, query: f"synthetic:{kind}{size}{query}",
+              st.sampled_from(["lesions2d", "lesions3d", "lesions4d", "", ".."]),
+              st.sampled_from(["", "@", "@0", "@4", "@-3", "@99999999", "@1e3", "@16"]),
+              st.sampled_from(["", "?n=0", "?n=-1", "?n=10000000000", "?ratio=nan", "?ratio=inf", "?ratio=0",
+                               "?n=abc", "?seed=-1", "?val_fraction=1.5", "?n=3", "?bad=1", "?n"])),
+    st.builds(lambda name: f"medmnist:{name}", st.sampled_from(["../../etc/passwd", "a/b", "", "x@7", "..@28"])),
+    st.text(max_size=20)))
+def test_any_data_spec_loads_small_data_or_is_refused_fast(spec):
+    try:
+        data = load_data(spec)
+    except MedsslError as err:
+        assert "\n" not in str(err)
+        return
+    assert sum(len(s) for s in data.splits.values()) <= 10_000
