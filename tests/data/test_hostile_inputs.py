@@ -149,7 +149,7 @@ def test_a_bare_npy_array_is_refused(tmp_path):
     path = tmp_path / "a.npz"
     with path.open("wb") as f:
         np.save(f, np.zeros((4, 8, 8), np.uint8))
-    with pytest.raises(MedsslError, match="not an .npz archive"):
+    with pytest.raises(MedsslError, match=r"not an \.npz archive"):
         load_npz(path)
 
 
@@ -188,19 +188,31 @@ def test_symlink_out_of_the_folder_is_refused(tmp_path):
         load_folder(root)
 
 
+BAD_SPECS = [
+    "synthetic:lesions4d", "synthetic:", "synthetic:..", "synthetic:lesions2d@", "synthetic:lesions2d@0",
+    "synthetic:lesions2d@4", "synthetic:lesions2d@-3", "synthetic:lesions2d@99999999", "synthetic:lesions2d@1e3",
+    "synthetic:lesions2d?n=0", "synthetic:lesions2d?n=-1", "synthetic:lesions2d?n=10000000000",
+    "synthetic:lesions3d@16?n=10000000000", "synthetic:lesions2d?ratio=nan", "synthetic:lesions2d?ratio=inf",
+    "synthetic:lesions2d?ratio=0", "synthetic:lesions2d?n=abc", "synthetic:lesions2d?val_fraction=1.5",
+    "synthetic:lesions2d?val_fraction=nan", "synthetic:lesions2d?n=3", "synthetic:lesions2d?bad=1",
+    "synthetic:lesions2d?n", "synthetic:lesions2d?seed=1e400",
+    # refused before any download: tests never reach the network
+    "medmnist:../../etc/passwd", "medmnist:a/b", "medmnist:", "medmnist:x@7", "medmnist:..@28", "medmnist:a b",
+    "medmnist:x\x00", "", "\x00", "../../../../nonexistent", "/dev/null/x",
+]
+
+
+@pytest.mark.parametrize("spec", BAD_SPECS)
+def test_hostile_data_spec_is_refused_fast_in_one_line(spec):
+    with pytest.raises(MedsslError) as caught:
+        load_data(spec)
+    assert "\n" not in str(caught.value)
+
+
 @FAST
-@given(spec=st.one_of(
-    st.builds(lambda kind, size, query: f"synthetic:{kind}{size}{query}",
-              st.sampled_from(["lesions2d", "lesions3d", "lesions4d", "", ".."]),
-              st.sampled_from(["", "@", "@0", "@4", "@-3", "@99999999", "@1e3", "@16"]),
-              st.sampled_from(["", "?n=0", "?n=-1", "?n=10000000000", "?ratio=nan", "?ratio=inf", "?ratio=0",
-                               "?n=abc", "?seed=-1", "?val_fraction=1.5", "?n=3", "?bad=1", "?n"])),
-    st.builds(lambda name: f"medmnist:{name}", st.sampled_from(["../../etc/passwd", "a/b", "", "x@7", "..@28"])),
-    st.text(max_size=20)))
-def test_any_data_spec_loads_small_data_or_is_refused_fast(spec):
+@given(spec=st.text(max_size=30))
+def test_any_text_as_data_spec_is_refused_or_loads(spec):
     try:
-        data = load_data(spec)
+        load_data(spec)
     except MedsslError as err:
         assert "\n" not in str(err)
-        return
-    assert sum(len(s) for s in data.splits.values()) <= 10_000
