@@ -282,6 +282,8 @@ def quiet_lightning() -> None:
     # ResumableRun is a second Checkpoint callback; "best" resolves to the ModelCheckpoint listed first
     warnings.filterwarnings("ignore", message=".*is called with Trainer configured with multiple.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+    # on resume open_run has moved the interrupted attempt's metrics.csv aside
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
 
 
 def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list | None = None,
