@@ -216,3 +216,65 @@ def test_any_text_as_data_spec_is_refused_or_loads(spec):
         load_data(spec)
     except MedsslError as err:
         assert "\n" not in str(err)
+
+
+# Through the command line: one line on stderr, exit 2, nothing that reads as a finished run.
+
+def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    from medssl.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medssl: error: ") and err.count("\n") == 1, err
+    return err
+
+
+TRAIN = ["--backbone", "resnet10", "--width", "0.25", "--batch-size", "8", "--epochs", "1", "--accelerator", "cpu",
+         "--no-progress"]
+
+
+def test_cli_refuses_forged_and_pickled_npz_in_one_line(tmp_path, capsys):
+    huge, objects = tmp_path / "huge.npz", tmp_path / "obj.npz"
+    _forged_npz(huge, "val_images", {"descr": "<f8", "fortran_order": False, "shape": (10**13,)})
+    _forged_npz(objects, "test_labels", {"descr": "|O", "fortran_order": False, "shape": (4,)},
+                pickle.dumps(_Exploit(str(tmp_path / "pwned"))))
+    for path in (huge, objects):
+        _one_line_error(["pretrain", "--data", str(path), "--out", str(tmp_path / "run"), *TRAIN], capsys)
+        assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cli_refuses_a_code_carrying_checkpoint_in_an_unfinished_run(tmp_path, capsys):
+    import torch
+
+    from medssl.cli import main
+
+    run = tmp_path / "run"
+    args = ["pretrain", "--data", "synthetic:lesions2d@16?n=60", "--out", str(run), *TRAIN]
+    assert main(args) == 0
+    (run / "metrics.json").unlink()  # an unfinished run ...
+    marker = tmp_path / "pwned"  # ... whose last checkpoint was replaced by something that runs code
+    torch.save({"state_dict": {}, "loops": {}, "optimizer_states": [], "x": _Exploit(str(marker))},
+               run / "checkpoints" / "last.ckpt")
+    err = _one_line_error(args, capsys)
+    assert "not a readable training checkpoint" in err and not marker.exists()
+    assert not (run / "metrics.json").exists()
+
+
+def test_cli_full_disk_while_checkpointing_is_one_line_and_leaves_no_valid_looking_file(tmp_path, capsys,
+                                                                                       monkeypatch):
+    import errno
+
+    from medssl import runio
+
+    def full(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runio.torch, "save", full)
+    run = tmp_path / "run"
+    err = _one_line_error(["pretrain", "--data", "synthetic:lesions2d@16?n=60", "--out", str(run), *TRAIN], capsys)
+    assert "No space left on device" in err
+    assert not (run / "metrics.json").exists() and not (run / "checkpoints" / "last.ckpt").exists()
+    assert not [p for p in run.rglob("*") if p.is_file() and p.name.startswith(".")]  # no temp files left
