@@ -99,6 +99,9 @@ def test_foreign_checkpoint_without_training_state_is_refused(tmp_path):
     torch.save({"weights": torch.ones(2)}, path)
     with pytest.raises(MedsslError, match="not a medssl training checkpoint"):
         check_training_checkpoint(path)
+    torch.save({"state_dict": {}, "loops": {}, "optimizer_states": [], "callbacks": {}}, path)
+    with pytest.raises(MedsslError, match="without RNG and data-order state"):
+        check_training_checkpoint(path)
 
 
 IDENTITY = {"kind": "pretrain", "seed": 0, "lr": 0.001, "window": (1.0, 2.0), "devices": 1, "out": "x"}
@@ -108,7 +111,8 @@ def _unfinished(run: Path, identity: dict, with_checkpoint: bool = True) -> None
     run.mkdir()
     write_yaml(run / "config.yaml", identity)
     if with_checkpoint:
-        atomic_save(run / LAST_CHECKPOINT, {"state_dict": {}, "loops": {}, "optimizer_states": []})
+        atomic_save(run / LAST_CHECKPOINT, {"state_dict": {}, "loops": {}, "optimizer_states": [],
+                                            "callbacks": {"ResumableRun": {}}})
 
 
 def test_fresh_dir_starts_a_new_run(tmp_path):

@@ -124,6 +124,9 @@ def check_training_checkpoint(path: Path) -> None:
                           "pass --overwrite to start the run again") from None
     if not isinstance(state, dict) or not {"state_dict", "loops", "optimizer_states"} <= state.keys():
         raise MedsslError(f"{path}: not a medssl training checkpoint (no model, optimizer and loop state)")
+    if "ResumableRun" not in (state.get("callbacks") or {}):
+        raise MedsslError(f"{path}: written without RNG and data-order state (another tool or an older medssl); "
+                          "pass --overwrite to start the run again")
 
 
 def _normalised(data: dict) -> dict:
