@@ -278,3 +278,25 @@ def test_cli_full_disk_while_checkpointing_is_one_line_and_leaves_no_valid_looki
     assert "No space left on device" in err
     assert not (run / "metrics.json").exists() and not (run / "checkpoints" / "last.ckpt").exists()
     assert not [p for p in run.rglob("*") if p.is_file() and p.name.startswith(".")]  # no temp files left
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels and holds no pixel data."""
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+@FAST
+@given(content=st.one_of(st.binary(max_size=64), st.builds(_png_header, st.integers(1, 2**31 - 1),
+                                                            st.integers(1, 2**31 - 1))),
+       suffix=st.sampled_from([".png", ".jpg", ".dcm", ".nii", ".nii.gz"]))
+def test_folder_with_a_garbage_or_forged_image_file_is_refused(tmp_path, content, suffix):
+    root = tmp_path / "folder"
+    root.mkdir(exist_ok=True)
+    (root / f"a{suffix}").write_bytes(content)
+    (root / "labels.csv").write_text(f"path,label,split\na{suffix},0,train\na{suffix},0,val\na{suffix},0,test\n")
+    with pytest.raises(MedsslError):
+        load_folder(root)
