@@ -31,10 +31,10 @@ def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
 
 
 def test_an_epoch_covers_every_sample_once_and_min_samples_adds_passes():
-    sampler = EpochBatchSampler(10, 4, shuffle=True, seed=0, num_samples=25)
+    sampler = EpochBatchSampler(10, 4, shuffle=True, seed=0, num_samples=26)
     batches = _epoch(sampler, 0)
     flat = [i for b in batches for i in b]
-    assert len(batches) == len(sampler) == 7 and len(flat) == 25
+    assert len(batches) == len(sampler) == 7 and len(flat) == 26
     assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
 
 
@@ -71,7 +71,7 @@ def test_evaluation_loaders_are_not_sharded(monkeypatch):
     monkeypatch.setattr(training, "rank_and_world", lambda: (1, 2))
     split = Split(np.zeros((10, 1, 4, 4), np.uint8), np.zeros(10, np.int64))
     assert sum(len(y) for _, y in batch_loader(split, 4, shuffle=False)) == 10
-    assert sum(len(y) for _, y in batch_loader(split, 4, shuffle=True)) == 5
+    assert sum(len(y) for _, y in batch_loader(split, 4, shuffle=True)) == 4  # the 1 + 1 trailing pair is dropped
 
 
 def test_creating_a_loader_iterator_does_not_touch_the_global_rng():
@@ -96,3 +96,9 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint():
     assert torch.equal(torch.rand(4), expected[0])
     assert np.array_equal(np.random.rand(4), expected[1])
     assert [random.random() for _ in range(4)] == expected[2]
+
+
+def test_a_trailing_training_batch_of_one_is_dropped_but_evaluation_keeps_every_sample():
+    assert [len(b) for b in EpochBatchSampler(9, 4, shuffle=True)] == [4, 4]
+    assert [len(b) for b in EpochBatchSampler(10, 4, shuffle=True)] == [4, 4, 2]
+    assert [len(b) for b in EpochBatchSampler(9, 4, shuffle=False)] == [4, 4, 1]

@@ -85,8 +85,9 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def _batch_count(self, world: int) -> int:
         full, rest = divmod(self.num_samples, self.batch_size)
-        # under DDP a trailing batch too small to give every rank a sample is dropped (ranks must agree)
-        keep_rest = rest > 0 and not self.drop_last and rest >= world
+        # a trailing training batch must give every rank two samples (BatchNorm in training mode needs
+        # more than one; under DDP all ranks must also take the same number of steps), else it is dropped
+        keep_rest = rest > 0 and not self.drop_last and rest >= (2 * world if self.shuffle else 1)
         return full + int(keep_rest)
 
     def __len__(self) -> int:
@@ -124,7 +125,7 @@ def batch_loader(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0,
                                 drop_last=drop_last, shard=shuffle)
     # its own generator: creating an iterator must not draw from the global RNG the views use
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
-                           persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
+                      persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
 
 
 def _rng_state() -> dict[str, Any]:
