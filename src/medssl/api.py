@@ -26,13 +26,11 @@ from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import (
     is_complete,
     load_state,
-    prepare_run_dir,
     read_yaml,
     save_state,
     write_json,
-    write_yaml,
 )
-from medssl.training import batch_loader, make_trainer
+from medssl.training import ResumableRun, batch_loader, make_trainer, open_run
 
 
 @dataclass
@@ -67,14 +65,16 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
         raise MedsslError(f"pre-training needs at least 2 images, the pool has {len(pool)}")
 
     run_dir = Path(config.out)
+    batch_size = min(config.batch_size, len(pool))
+    loader = batch_loader(pool, batch_size, shuffle=True, seed=config.seed, drop_last=True,
+                          num_workers=config.num_workers)
+    state = ResumableRun(run_dir, config.seed, loader, every_n_steps=config.checkpoint_every_n_steps)
     # the Trainer first: an impossible device request must fail before anything is written
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
-    trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=[checkpoints],
-                           accelerator=config.accelerator, devices=config.devices, precision=config.precision,
-                           validate=False, max_steps=config.max_steps)
-    prepare_run_dir(run_dir, config.overwrite)
-    write_yaml(run_dir / "config.yaml", {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
-                                         "spatial_dims": data.spatial_dims, "medssl_version": __version__})
+    trainer = make_trainer(run_dir, config.epochs, progress=progress, validate=False, callbacks=[state],
+                           max_steps=config.max_steps, **_execution(config))
+    ckpt = open_run(trainer, run_dir, batch_size, config,
+                    {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
+                     "spatial_dims": data.spatial_dims, "medssl_version": __version__})
     pl.seed_everything(config.seed, workers=True, verbose=False)
     encoder = Encoder(spec)
     if config.channels_last:
@@ -82,24 +82,28 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     tasks = [cls(encoder) for cls, _ in task_classes]
     model = Pretrainer(encoder, tasks, [w for _, w in task_classes], data.num_classes,
                        lr=config.lr, weight_decay=config.weight_decay)
-    batch_size = min(config.batch_size, len(pool))
-    loader = batch_loader(pool, batch_size, shuffle=True, seed=config.seed, drop_last=True,
-                          num_workers=config.num_workers)
     start = time.perf_counter()
-    trainer.fit(model, train_dataloaders=loader)
+    trainer.fit(model, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     duration = time.perf_counter() - start
 
-    save_state(run_dir / "encoder.pt", encoder.export_state())
-    decoder = model.decoder()
-    if decoder is not None:
-        save_state(run_dir / "decoder.pt", {k: v.detach().cpu() for k, v in decoder.state_dict().items()})
-    logged = {k.removeprefix("train/"): float(v) for k, v in trainer.callback_metrics.items()
-              if k.startswith("train/")}
-    seen = trainer.global_step * batch_size
+    logged = {k.removeprefix("train/"): v for k, v in state.logged_metrics(trainer).items() if k.startswith("train/")}
+    seen = state.steps_run(trainer) * batch_size
     metrics = {"train": logged, "epochs": config.epochs, "steps": trainer.global_step,
                "images_per_second": seen / duration, "duration_s": duration}
-    write_json(run_dir / "metrics.json", metrics)
+    if trainer.global_rank == 0:  # under DDP every rank trains; one writes
+        save_state(run_dir / "encoder.pt", encoder.export_state())
+        decoder = model.decoder()
+        if decoder is not None:
+            save_state(run_dir / "decoder.pt", {k: v.detach().cpu() for k, v in decoder.state_dict().items()})
+        write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics)
+
+
+def _execution(config: PretrainConfig | FinetuneConfig) -> dict:
+    """The Trainer options that say where and how a run executes."""
+    return {"accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes,
+            "strategy": config.strategy, "sync_batchnorm": config.sync_batchnorm,
+            "deterministic": config.deterministic, "precision": config.precision}
 
 
 def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
@@ -155,22 +159,6 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
     train = data.splits["train"].subset(train_idx)
 
     run_dir = Path(config.out)
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/score", mode="max",
-                           save_top_k=1, save_weights_only=True)
-    trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=[best],
-                           accelerator=config.accelerator, devices=config.devices, precision=config.precision)
-    prepare_run_dir(run_dir, config.overwrite)
-    counts = [int((train.labels == c).sum()) for c in range(data.num_classes)]
-    write_yaml(run_dir / "config.yaml", {"kind": "finetune", **config.to_dict(), "backbone_spec": spec.to_dict(),
-                                         "train_size": len(train), "train_class_counts": counts,
-                                         "medssl_version": __version__})
-    pl.seed_everything(config.seed, workers=True, verbose=False)
-    if config.channels_last:
-        encoder.use_channels_last()
-    model = Classifier(encoder, data.num_classes, linear_probe=config.linear_probe, lr=config.lr,
-                       weight_decay=config.weight_decay, augment=augmentation(config.augment),
-                       loss=loss_policy(config.loss, counts, focal_gamma=config.focal_gamma,
-                                        label_smoothing=config.label_smoothing, mixup_alpha=config.mixup_alpha))
     batch_size = min(config.batch_size, len(train))
     loaders = {
         "train": batch_loader(train, batch_size, shuffle=True, seed=config.seed,
@@ -179,8 +167,25 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
         "val": batch_loader(data.splits["val"], 256, shuffle=False),
         "test": batch_loader(data.splits["test"], 256, shuffle=False),
     }
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/score", mode="max",
+                           save_top_k=1, save_weights_only=True)
+    callbacks = [best, ResumableRun(run_dir, config.seed, loaders["train"],
+                                    every_n_steps=config.checkpoint_every_n_steps)]
+    trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=callbacks, **_execution(config))
+    counts = [int((train.labels == c).sum()) for c in range(data.num_classes)]
+    ckpt = open_run(trainer, run_dir, batch_size, config,
+                    {"kind": "finetune", **config.to_dict(), "backbone_spec": spec.to_dict(),
+                     "train_size": len(train), "train_class_counts": counts, "medssl_version": __version__})
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    if config.channels_last:
+        encoder.use_channels_last()
+    model = Classifier(encoder, data.num_classes, linear_probe=config.linear_probe, lr=config.lr,
+                       weight_decay=config.weight_decay, augment=augmentation(config.augment),
+                       loss=loss_policy(config.loss, counts, focal_gamma=config.focal_gamma,
+                                        label_smoothing=config.label_smoothing, mixup_alpha=config.mixup_alpha))
     start = time.perf_counter()
-    trainer.fit(model, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+    trainer.fit(model, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt,
+                weights_only=True)
     best_epoch = _best_epoch(best)
     trainer.validate(model, dataloaders=loaders["val"], ckpt_path="best", verbose=False)
     trainer.test(model, dataloaders=loaders["test"], ckpt_path="best", verbose=False)
@@ -188,8 +193,9 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
     metrics = {"test": model.results["test"], "val": model.results["val"],
                "train": {"n": len(train), "class_counts": counts}, "best_epoch": best_epoch,
                "duration_s": duration}
-    save_state(run_dir / "classifier.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
-    write_json(run_dir / "metrics.json", metrics)
+    if trainer.global_rank == 0:
+        save_state(run_dir / "classifier.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics)
 
 

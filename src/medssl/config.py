@@ -34,6 +34,12 @@ class CommonConfig:
     num_workers: int = 0
     overwrite: bool = False
     channels_last: bool = True  # channels-last weights and activations: faster convolutions (benchmarks/)
+    resume: bool = False  # demand a resume (an unfinished run of the same config resumes anyway)
+    strategy: str = "auto"  # Lightning strategy: auto | ddp | ddp_spawn | ...
+    num_nodes: int = 1
+    sync_batchnorm: bool = False
+    checkpoint_every_n_steps: int | None = None  # mid-epoch checkpoints (always one per epoch)
+    deterministic: bool = False  # torch.use_deterministic_algorithms (GPU: slower, some ops refuse)
 
     def validate(self) -> None:
         _check(self.batch_size >= 2, f"batch size must be >= 2, got {self.batch_size}")
@@ -42,6 +48,10 @@ class CommonConfig:
         _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         _check(self.devices >= 1, "devices must be >= 1")
         _check(self.num_workers >= 0, "num_workers must be >= 0")
+        _check(self.num_nodes >= 1, "num_nodes must be >= 1")
+        _check(not (self.resume and self.overwrite), "--resume and --overwrite exclude each other")
+        _check(self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 1,
+               f"checkpoint every n steps must be >= 1, got {self.checkpoint_every_n_steps}")
         _check(self.size is None or 8 <= self.size <= 1024, f"size must lie in [8, 1024], got {self.size}")
         if self.window is not None:
             _check(len(self.window) == 2 and self.window[0] < self.window[1],

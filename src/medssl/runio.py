@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -16,17 +17,29 @@ import yaml
 from medssl.errors import MedsslError
 
 COMPLETE_MARKER = "metrics.json"  # written last, atomically
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # the full training state a run resumes from
+# config fields that say how a run executes, not what it computes: a resumed run may change them
+EXECUTION_FIELDS = frozenset({"out", "overwrite", "resume", "accelerator", "devices", "num_nodes", "strategy",
+                              "num_workers", "checkpoint_every_n_steps", "deterministic"})
+# metrics that measure the machine, not the model: drop them before comparing two runs
+TIMING_KEYS = frozenset({"duration_s", "images_per_second"})
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write to a temp file in the same directory, flush it to disk, then rename over ``path``: readers see
+    the old file or the whole new one, never a partial one (crash, kill or full disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise MedsslError(f"cannot write {path}: {os.strerror(err.errno)}") from None
         raise
 
 
@@ -44,6 +57,11 @@ def write_yaml(path: Path, data: Any) -> None:
 
 def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
     _atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def atomic_save(path: Path, obj: Any) -> None:
+    """``torch.save`` through a temp file and a rename (used for Lightning checkpoints too)."""
+    _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -92,3 +110,64 @@ def prepare_run_dir(out: Path, overwrite: bool) -> Path:
     except OSError as err:
         raise MedsslError(f"cannot create output directory {out}: {err.strerror}") from None
     return out
+
+
+def check_training_checkpoint(path: Path) -> None:
+    """Refuse a checkpoint that is corrupt, truncated, foreign or carries code, before Lightning reads it
+    (it is then loaded again with ``weights_only=True``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MedsslError(f"checkpoint file not found: {path}") from None
+    except Exception as err:  # torch raises many types for corrupt, truncated or code-carrying files
+        raise MedsslError(f"{path}: not a readable training checkpoint ({type(err).__name__}); "
+                          "pass --overwrite to start the run again") from None
+    if not isinstance(state, dict) or not {"state_dict", "loops", "optimizer_states"} <= state.keys():
+        raise MedsslError(f"{path}: not a medssl training checkpoint (no model, optimizer and loop state)")
+    if "ResumableRun" not in (state.get("callbacks") or {}):
+        raise MedsslError(f"{path}: written without RNG and data-order state (another tool or an older medssl); "
+                          "pass --overwrite to start the run again")
+
+
+def _normalised(data: dict) -> dict:
+    return yaml.safe_load(yaml.safe_dump(data))  # tuples -> lists, as stored in config.yaml
+
+
+def config_differences(stored: dict, identity: dict) -> list[str]:
+    """Fields of ``identity`` (a run's config.yaml entries) whose stored value differs, execution fields aside."""
+    identity = _normalised(identity)
+    ignored = EXECUTION_FIELDS | {"medssl_version"}
+    return [k for k, v in identity.items() if k not in ignored and stored.get(k, v) != v]
+
+
+def open_run_dir(out: Path, identity: dict, *, overwrite: bool, resume: bool) -> Path | None:
+    """Prepare ``out`` for a run; return the checkpoint to resume from, or None to start afresh.
+
+    An unfinished run dir of the same config (``identity``: the entries this run writes to config.yaml)
+    with a ``checkpoints/last.ckpt`` is resumed automatically; ``resume`` demands that. A finished run still
+    needs ``overwrite``, which always starts afresh; an unfinished run of another config is an error."""
+    out = Path(out)
+    checkpoint = out / LAST_CHECKPOINT
+    unfinished = out.is_dir() and (out / "config.yaml").is_file() and not is_complete(out)
+    if unfinished and not overwrite and checkpoint.is_file():
+        differs = config_differences(read_yaml(out / "config.yaml"), identity)
+        if differs:
+            raise MedsslError(f"{out} holds an unfinished run with a different config ({', '.join(differs)}); "
+                              "use the same options to resume it, --overwrite to discard it, or another --out")
+        check_training_checkpoint(checkpoint)
+        return checkpoint
+    if resume:
+        if is_complete(out):
+            raise MedsslError(f"{out} holds a finished run: nothing to resume")
+        raise MedsslError(f"nothing to resume in {out}: no checkpoint was written there (checkpoints/last.ckpt)")
+    prepare_run_dir(out, overwrite)
+    return None
+
+
+def comparable_metrics(metrics: Any) -> Any:
+    """``metrics`` without timing entries (at any depth): what must be identical between two seeded runs."""
+    if isinstance(metrics, dict):
+        return {k: comparable_metrics(v) for k, v in metrics.items() if k not in TIMING_KEYS}
+    if isinstance(metrics, list):
+        return [comparable_metrics(v) for v in metrics]
+    return metrics

@@ -47,6 +47,16 @@ def add_run_options(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="keep the default (channels-first) memory layout")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="resume the unfinished run in --out from its last checkpoint (an unfinished run of the "
+                        "same options resumes anyway; this makes a missing checkpoint an error)")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="also checkpoint every STEPS optimizer steps (mid-epoch resume)")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy: auto | ddp | ddp_spawn | ...")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines for DDP (global batch = --batch-size)")
+    p.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over all DDP processes")
+    p.add_argument("--deterministic", action="store_true",
+                   help="torch.use_deterministic_algorithms: reproducible on GPU too, slower")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -57,5 +67,7 @@ def run_options(args: argparse.Namespace) -> dict:
         "weight_decay": args.weight_decay, "size": args.size, "window": args.window,
         "accelerator": args.accelerator, "devices": args.devices, "precision": args.precision,
         "num_workers": args.num_workers, "overwrite": args.overwrite, "backbone": args.backbone,
-        "width": args.width, "channels_last": args.channels_last,
+        "width": args.width, "channels_last": args.channels_last, "resume": args.resume,
+        "checkpoint_every_n_steps": args.checkpoint_every, "strategy": args.strategy, "num_nodes": args.num_nodes,
+        "sync_batchnorm": args.sync_batchnorm, "deterministic": args.deterministic,
     }

@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_finetune)
 
 
+def _main_process() -> bool:
+    """False in the extra processes of a DDP run (they train, but rank 0 reports)."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def run_pretrain(args: argparse.Namespace) -> None:
     from medssl import api
     from medssl.config import PretrainConfig
@@ -40,7 +47,8 @@ def run_pretrain(args: argparse.Namespace) -> None:
     config = PretrainConfig(**run_options(args), method=args.method, weights=args.weights,
                             epochs=args.epochs or 10, pretrain_splits=splits, max_steps=args.max_steps)
     result = api.pretrain(config, progress=not args.no_progress)
-    print(f"pre-trained encoder written to {result.run_dir / 'encoder.pt'}")
+    if _main_process():
+        print(f"pre-trained encoder written to {result.run_dir / 'encoder.pt'}")
 
 
 def run_finetune(args: argparse.Namespace) -> None:
@@ -53,6 +61,8 @@ def run_finetune(args: argparse.Namespace) -> None:
                             focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing,
                             mixup_alpha=args.mixup_alpha, balanced_sampling=args.balanced_sampling)
     result = api.finetune(config, progress=not args.no_progress)
+    if not _main_process():
+        return
     test = result.metrics["test"]
     recall = ", ".join(f"{r:.3f}" for r in test["per_class_recall"])
     print(f"test AUC {test['auc']:.4f}  acc {test['acc']:.4f}  balanced acc {test['balanced_acc']:.4f}"

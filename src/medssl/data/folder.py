@@ -69,6 +69,8 @@ def _read_csv(root: Path) -> tuple[list[dict[str, str]], list[int]]:
 def _resolve(root: Path, rel: str, where: str) -> Path:
     if not rel:
         raise MedsslError(f"{where}: empty path")
+    if "\x00" in rel:
+        raise MedsslError(f"{where}: path {rel!r} contains a NUL byte")
     if Path(rel).is_absolute() or rel.startswith(("/", "\\")):
         raise MedsslError(f"{where}: path {rel!r} must be relative to the folder")
     path = (root / rel).resolve()

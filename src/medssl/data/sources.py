@@ -6,7 +6,9 @@ Specs: ``path/to/file.npz`` | ``path/to/folder`` (with labels.csv) | ``medmnist:
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +21,7 @@ from medssl.errors import MedsslError
 MEDMNIST_URL = "https://zenodo.org/records/10519652/files/{file}?download=1"
 MEDMNIST_SIZES = (28, 64, 128, 224)
 SYNTHETIC_KINDS = {"lesions2d": 2, "lesions3d": 3}
+MAX_SYNTHETIC_IMAGES = 200_000
 
 
 def cache_dir() -> Path:
@@ -30,7 +33,7 @@ def _split_size(name: str, spec: str) -> tuple[str, int | None]:
         return name, None
     name, _, size = name.partition("@")
     if not size.isdigit():
-        raise MedsslError(f"bad size in data spec '{spec}': '{size}' is not a whole number")
+        raise MedsslError(f"bad size in data spec {spec!r}: {size!r} is not a whole number")
     return name, int(size)
 
 
@@ -40,16 +43,20 @@ def _synthetic(body: str, spec: str, seed: int) -> ImageData:
     body, _, query = body.partition("?")
     kind, size = _split_size(body, spec)
     if kind not in SYNTHETIC_KINDS:
-        raise MedsslError(f"unknown synthetic dataset '{kind}'; choose from {', '.join(SYNTHETIC_KINDS)}")
+        raise MedsslError(f"unknown synthetic dataset {kind!r}; choose from {', '.join(SYNTHETIC_KINDS)}")
     options: dict = {"seed": seed}
     casts = {"n": int, "ratio": float, "seed": int, "val_fraction": float, "test_fraction": float}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in casts:
-            raise MedsslError(f"unknown option '{key}' in '{spec}'; known: {', '.join(casts)}")
+            raise MedsslError(f"unknown option {key!r} in {spec!r}; known: {', '.join(casts)}")
         try:
             options[key] = casts[key](value)
         except ValueError:
-            raise MedsslError(f"option '{key}' in '{spec}' must be a number, got '{value}'") from None
+            raise MedsslError(f"option {key!r} in {spec!r} must be a number, got {value!r}") from None
+    if not 1 <= options.get("n", 1) <= MAX_SYNTHETIC_IMAGES:
+        raise MedsslError(f"option 'n' in {spec!r} must lie in 1..{MAX_SYNTHETIC_IMAGES}, got {options['n']}")
+    if not all(math.isfinite(v) for v in options.values()):
+        raise MedsslError(f"options in {spec!r} must be finite numbers")
     if size is not None:
         options["size"] = size
     elif SYNTHETIC_KINDS[kind] == 3:
@@ -59,6 +66,8 @@ def _synthetic(body: str, spec: str, seed: int) -> ImageData:
 
 def _medmnist(body: str, spec: str) -> ImageData:
     name, size = _split_size(body.lower(), spec)
+    if not re.fullmatch(r"[a-z0-9_]+", name):  # the name becomes a file name in the cache: no paths
+        raise MedsslError(f"bad MedMNIST name {name!r} in {spec!r}: letters, digits and _ only (e.g. breastmnist)")
     size = size or 28
     if size not in MEDMNIST_SIZES:
         raise MedsslError(f"MedMNIST sizes are {MEDMNIST_SIZES}, got {size}")
@@ -94,7 +103,7 @@ def load_data(spec: str, *, seed: int = 0, size: int | None = None,
     if path.suffix == ".npz" or path.is_file():
         return load_npz(path)
     raise MedsslError(
-        f"data not found: '{spec}' (expected an .npz file, a folder with labels.csv, medmnist:NAME"
+        f"data not found: {spec!r} (expected an .npz file, a folder with labels.csv, medmnist:NAME"
         " or synthetic:lesions2d)"
     )
 

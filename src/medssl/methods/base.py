@@ -79,15 +79,16 @@ class Pretrainer(pl.LightningModule):
         total = x.new_zeros(())
         features = None
         multi = len(self.tasks) > 1
+        # sync_dist: under DDP the logged epoch means cover every rank's samples (no-op on one process)
         for task, weight in zip(self.tasks, self.weights, strict=True):
             out = task(self.encoder, x)
             total = total + weight * out.loss
             features = out.features if features is None else features
             if multi:
-                self.log(f"train/{task.name}_loss", out.loss.detach(), on_epoch=True, on_step=False)
+                self.log(f"train/{task.name}_loss", out.loss.detach(), on_epoch=True, on_step=False, sync_dist=True)
             for key, value in out.logs.items():
-                self.log(f"train/{task.name}_{key}", value, on_epoch=True, on_step=False)
-        self.log("train/loss", total.detach(), on_epoch=True, on_step=False, prog_bar=True)
+                self.log(f"train/{task.name}_{key}", value, on_epoch=True, on_step=False, sync_dist=True)
+        self.log("train/loss", total.detach(), on_epoch=True, on_step=False, prog_bar=True, sync_dist=True)
         total = total + self._probe_loss(features, labels)
         return total
 
@@ -99,7 +100,7 @@ class Pretrainer(pl.LightningModule):
         loss = F.cross_entropy(logits, labels.clamp_min(0), reduction="none")
         loss = (loss * labelled).sum() / labelled.sum().clamp_min(1)
         acc = ((logits.argmax(1) == labels) & labelled).sum() / labelled.sum().clamp_min(1)
-        self.log("train/probe_acc", acc, on_epoch=True, on_step=False, prog_bar=True)
+        self.log("train/probe_acc", acc, on_epoch=True, on_step=False, prog_bar=True, sync_dist=True)
         return loss
 
     def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
