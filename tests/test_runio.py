@@ -17,6 +17,7 @@ from medssl.runio import (
     load_state,
     open_run_dir,
     save_state,
+    write_bytes,
     write_json,
     write_yaml,
 )
@@ -175,3 +176,14 @@ def test_hostile_checkpoint_in_an_unfinished_run_is_refused_before_resuming(tmp_
 def test_comparable_metrics_drop_timings_at_any_depth():
     metrics = {"train": {"loss": 1.0, "duration_s": 3.0}, "images_per_second": 9.0, "steps": 4}
     assert comparable_metrics(metrics) == {"train": {"loss": 1.0}, "steps": 4}
+
+
+def test_atomic_writes_get_the_mode_of_an_ordinary_file_not_the_temp_files_0600(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        write_bytes(tmp_path / "report.html", b"<html></html>")
+        assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)

@@ -1,33 +1,15 @@
-"""Atomic binary writes (PNG figures, .npz arrays), the binary counterpart of ``medssl.runio.write_text``."""
+"""Atomic writes of figures (PNG) and arrays (.npz) through ``medssl.runio.write_bytes``."""
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from medssl.errors import MedsslError
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise MedsslError(f"cannot create {path.parent}: {err.strerror}") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from medssl.runio import write_bytes
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
