@@ -26,7 +26,7 @@ from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import (
     is_complete,
     load_state,
-    read_yaml,
+    run_backbone_spec,
     save_state,
     write_json,
 )
@@ -113,18 +113,7 @@ def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
         raise MedsslError(f"checkpoint directory not found: {run_dir}")
     if not is_complete(run_dir) or not (run_dir / "encoder.pt").is_file():
         raise MedsslError(f"{run_dir} is not a finished pre-training run (no metrics.json or encoder.pt)")
-    config = read_yaml(run_dir / "config.yaml")
-    try:
-        spec = BackboneSpec(**config["backbone_spec"])
-    except (KeyError, TypeError) as err:
-        raise MedsslError(f"{run_dir}/config.yaml has no valid backbone_spec ({err})") from None
-    if spec.spatial_dims != data.spatial_dims:
-        raise MedsslError(f"checkpoint {run_dir} is {spec.spatial_dims}D but the data is {data.spatial_dims}D")
-    if spec.in_channels != data.channels:
-        raise MedsslError(
-            f"checkpoint {run_dir} expects {spec.in_channels} channel(s) but the data has {data.channels}"
-        )
-    encoder = Encoder(spec)
+    encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
     encoder.load_exported(load_state(run_dir / "encoder.pt"))
     return encoder
 

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from medssl.errors import MedsslError
+from medssl.models.encoder import BackboneSpec
 
 COMPLETE_MARKER = "metrics.json"  # written last, atomically
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # the full training state a run resumes from
@@ -98,6 +99,20 @@ def read_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise MedsslError(f"{path}: expected a mapping")
     return data
+
+
+def run_backbone_spec(run_dir: Path, spatial_dims: int, channels: int) -> BackboneSpec:
+    """The backbone a finished run trained, checked against the data it is about to see."""
+    config = read_yaml(run_dir / "config.yaml")
+    try:
+        spec = BackboneSpec(**config["backbone_spec"])
+    except (KeyError, TypeError) as err:
+        raise MedsslError(f"{run_dir}/config.yaml has no valid backbone_spec ({err})") from None
+    if spec.spatial_dims != spatial_dims:
+        raise MedsslError(f"checkpoint {run_dir} is {spec.spatial_dims}D but the data is {spatial_dims}D")
+    if spec.in_channels != channels:
+        raise MedsslError(f"checkpoint {run_dir} expects {spec.in_channels} channel(s) but the data has {channels}")
+    return spec
 
 
 def is_complete(run_dir: Path) -> bool:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from medssl.data.dataset import ImageData
 from medssl.errors import MedsslError
 from medssl.models.encoder import BackboneSpec, Encoder
-from medssl.runio import is_complete, load_state, read_yaml
+from medssl.runio import is_complete, load_state, run_backbone_spec
 
 RANDOM = "random"
 
@@ -42,22 +42,8 @@ def run_kind(checkpoint: str | Path) -> str:
     raise MedsslError(f"{run_dir} holds neither encoder.pt (pre-training) nor classifier.pt (fine-tuning)")
 
 
-def _spec(run_dir: Path, data: ImageData) -> BackboneSpec:
-    config = read_yaml(run_dir / "config.yaml")
-    try:
-        spec = BackboneSpec(**config["backbone_spec"])
-    except (KeyError, TypeError) as err:
-        raise MedsslError(f"{run_dir}/config.yaml has no valid backbone_spec ({err})") from None
-    if spec.spatial_dims != data.spatial_dims:
-        raise MedsslError(f"checkpoint {run_dir} is {spec.spatial_dims}D but the data is {data.spatial_dims}D")
-    if spec.in_channels != data.channels:
-        raise MedsslError(f"checkpoint {run_dir} expects {spec.in_channels} channel(s) but the data has "
-                          f"{data.channels}")
-    return spec
-
-
 def _classifier_parts(run_dir: Path, data: ImageData) -> tuple[Encoder, dict[str, Tensor]]:
-    encoder = Encoder(_spec(run_dir, data))
+    encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
     state = load_state(run_dir / "classifier.pt")
     encoder_state = {k.removeprefix("encoder.net."): v for k, v in state.items() if k.startswith("encoder.net.")}
     encoder.load_exported(encoder_state)
@@ -74,7 +60,7 @@ def load_encoder(checkpoint: str | Path, data: ImageData, *, backbone: str = "re
             encoder = Encoder(BackboneSpec(backbone, data.spatial_dims, data.channels, width))
     elif run_kind(checkpoint) == "pretrain":
         run_dir = Path(checkpoint)
-        encoder = Encoder(_spec(run_dir, data))
+        encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
         encoder.load_exported(load_state(run_dir / "encoder.pt"))
     else:
         encoder, _ = _classifier_parts(Path(checkpoint), data)

@@ -7,18 +7,18 @@ import copy
 import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.utils.scheduler import cosine_schedule
-from torch import Tensor
+from lightly.models.utils import deactivate_requires_grad
+from torch import Tensor, nn
 
-from medssl.methods.base import PretextTask, TaskOutput
+from medssl.methods.base import TaskOutput
+from medssl.methods.contrastive.momentum import MomentumTask
 from medssl.methods.registry import register
 from medssl.models.encoder import Encoder
 from medssl.views import contrastive_view
 
 
 @register
-class BYOL(PretextTask):
+class BYOL(MomentumTask):
     """BYOL with a small MLP (256 hidden, 128 out) for the projector and predictor; EMA 0.99 -> 1 (cosine)."""
 
     name = "byol"
@@ -48,11 +48,5 @@ class BYOL(PretextTask):
         loss = 2.0 + self.criterion(p1, z2) + self.criterion(p2, z1)
         return TaskOutput(loss, features[: len(x)])
 
-    def momentum_at(self, progress: float) -> float:
-        """Cosine schedule from ``momentum`` at the start to 1 at the end of training."""
-        return cosine_schedule(round(progress * 1000), 1001, self.momentum, 1.0)
-
-    def on_step_end(self, encoder: Encoder, progress: float) -> None:
-        m = self.momentum_at(progress)
-        update_momentum(encoder, self.target_encoder, m)
-        update_momentum(self.projection, self.target_projection, m)
+    def ema_pairs(self, encoder: Encoder) -> list[tuple[nn.Module, nn.Module]]:
+        return [(encoder, self.target_encoder), (self.projection, self.target_projection)]

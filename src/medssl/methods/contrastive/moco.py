@@ -13,12 +13,12 @@ import copy
 import torch
 import torch.nn.functional as F
 from lightly.models.modules import MoCoProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.models.utils import deactivate_requires_grad
 from lightly.utils import dist
-from lightly.utils.scheduler import cosine_schedule
-from torch import Tensor
+from torch import Tensor, nn
 
-from medssl.methods.base import PretextTask, TaskOutput
+from medssl.methods.base import TaskOutput
+from medssl.methods.contrastive.momentum import MomentumTask
 from medssl.methods.contrastive.queue import KeyQueue
 from medssl.methods.registry import register
 from medssl.models.encoder import Encoder
@@ -34,7 +34,7 @@ def info_nce(queries: Tensor, keys: Tensor, queued: Tensor, temperature: float) 
 
 
 @register
-class MoCo(PretextTask):
+class MoCo(MomentumTask):
     """Queue of 256 keys by default: small medical datasets (a few hundred images) must not queue the same
     image's older keys as negatives many times over."""
 
@@ -66,11 +66,5 @@ class MoCo(PretextTask):
             self.queue.push(torch.cat([k1, k2]))
         return TaskOutput(loss, features[: len(x)])
 
-    def momentum_at(self, progress: float) -> float:
-        """Cosine schedule from ``momentum`` at the start to 1 at the end of training."""
-        return cosine_schedule(round(progress * 1000), 1001, self.momentum, 1.0)
-
-    def on_step_end(self, encoder: Encoder, progress: float) -> None:
-        m = self.momentum_at(progress)
-        update_momentum(encoder, self.key_encoder, m)
-        update_momentum(self.projection, self.key_projection, m)
+    def ema_pairs(self, encoder: Encoder) -> list[tuple[nn.Module, nn.Module]]:
+        return [(encoder, self.key_encoder), (self.projection, self.key_projection)]
