@@ -2,7 +2,7 @@
 
     python benchmarks/method_zoo.py throughput [--steps 5]      # images/s at 2D 28 px and 3D 28^3
     python benchmarks/method_zoo.py finetune [--epochs 10]       # short pre-training -> 10 % label fine-tune
-    python benchmarks/method_zoo.py cli                          # `medssl pretrain --epochs 1` on both real sets
+    python benchmarks/method_zoo.py cli [--pool-3d val]          # `medssl pretrain --epochs 1` on both real sets
 
 Prints one JSON line per method (and configuration). Same backbone and batch for every method.
 """
@@ -74,15 +74,15 @@ def finetune_at_10_percent(method: str, epochs: int, finetune_epochs: int, seed:
             "minutes": round((time.perf_counter() - start) / 60, 2)}
 
 
-def cli_one_epoch(method: str, data: Path, batch: int) -> dict:
+def cli_one_epoch(method: str, data: Path, batch: int, pool: str = "train") -> dict:
     """The command line as a user runs it, one epoch: exit code, wall time and the final loss."""
     out = Path(tempfile.mkdtemp(prefix=f"cli-{method}-")) / "run"
     command = [sys.executable, "-m", "medssl.cli", "pretrain", "--data", str(data), "--method", method,
                "--epochs", "1", "--batch-size", str(batch), "--backbone", BACKBONE["backbone"],
-               "--width", str(BACKBONE["width"]), "--no-progress", "--out", str(out)]
+               "--width", str(BACKBONE["width"]), "--pretrain-splits", pool, "--no-progress", "--out", str(out)]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
-    record = {"method": method, "data": data.name, "exit": result.returncode,
+    record = {"method": method, "data": data.name, "pool": pool, "exit": result.returncode,
               "seconds": round(time.perf_counter() - start, 1)}
     if result.returncode == 0:
         record["loss"] = round(json.loads((out / "metrics.json").read_text())["train"]["loss"], 4)
@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", help="comma-separated subset")
+    parser.add_argument("--pool-3d", default="train", help="cli mode: split(s) pre-trained on for the 3D file")
+    parser.add_argument("--only", choices=["2d", "3d"], help="cli mode: one of the two files")
     args = parser.parse_args()
     methods = [(n, d) for n, _, d in list_methods() if not args.methods or n in args.methods.split(",")]
     if args.mode == "throughput":
@@ -109,10 +111,13 @@ def main() -> None:
                 print(json.dumps({"method": name, "spatial_dims": spatial_dims, "size": 28, "batch": args.batch,
                                   "images_per_s": round(rate, 1), "threads": torch.get_num_threads()}), flush=True)
     elif args.mode == "cli":
-        for data, spatial_dims in ((DATA / "breastmnist.npz", 2), (DATA / "adrenalmnist3d.npz", 3)):
+        for data, spatial_dims, pool in ((DATA / "breastmnist.npz", 2, "train"),
+                                         (DATA / "adrenalmnist3d.npz", 3, args.pool_3d)):
+            if args.only and args.only != f"{spatial_dims}d":
+                continue
             for name, dims in methods:
                 if spatial_dims in dims:
-                    print(json.dumps(cli_one_epoch(name, data, args.batch)), flush=True)
+                    print(json.dumps(cli_one_epoch(name, data, args.batch, pool)), flush=True)
     else:
         for name in ["scratch"] + [n for n, d in methods if 2 in d]:
             print(json.dumps(finetune_at_10_percent(name, args.epochs, args.finetune_epochs, args.seed)), flush=True)
