@@ -95,11 +95,52 @@ def test_kill_9_mid_study_then_rerun_keeps_every_finished_row(tmp_path):
     assert _rows(db, "SELECT DISTINCT status FROM cells") == [("done",)]
 
 
+def _wait_until(condition, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _claimed_workers(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        return _rows(db, "SELECT COUNT(DISTINCT worker) FROM cells WHERE worker IS NOT NULL")[0][0]
+    except sqlite3.OperationalError:  # the schema is still being created
+        return 0
+
+
+def _pause_outside_a_transaction(proc: subprocess.Popen, db: Path) -> None:
+    """SIGSTOP the worker, but never while it holds the database's write lock."""
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        conn = sqlite3.connect(db, timeout=1.0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.rollback()
+            return
+        except sqlite3.OperationalError:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.3)
+        finally:
+            conn.close()
+
+
 def test_concurrent_workers_on_one_db_run_every_cell_exactly_once(tmp_path):
     spec_path = write_spec(tmp_path / "spec.yaml")
     db = tmp_path / "results.db"
-    procs = [_study(spec_path, db, "--workers", "2"), _study(spec_path, db)]  # three workers in all
-    for proc in procs:
+    # the lone worker claims a cell and is paused; two more workers start: all three really share the study,
+    # whatever the machine's load (otherwise the first could finish everything while the others import torch)
+    first = _study(spec_path, db)
+    _wait_until(lambda: _claimed_workers(db) >= 1)
+    _pause_outside_a_transaction(first, db)
+    pair = _study(spec_path, db, "--workers", "2")
+    try:
+        _wait_until(lambda: _claimed_workers(db) >= 2)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    for proc in (first, pair):
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
     cells = _rows(db, "SELECT COUNT(*) FROM cells")[0][0]
