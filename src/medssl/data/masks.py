@@ -47,7 +47,9 @@ class SegSplit:
         return len(self.images)
 
     def subset(self, indices: np.ndarray) -> SegSplit:
-        pick = (lambda items: None if items is None else [items[i] for i in indices])
+        def pick(items: list[np.ndarray] | None) -> list[np.ndarray] | None:
+            return None if items is None else [items[i] for i in indices]
+
         return SegSplit(self.images[indices], self.masks[indices], [self.names[i] for i in indices],
                         None if self.fov is None else self.fov[indices], pick(self.native_masks),
                         pick(self.native_fov))
@@ -285,7 +287,7 @@ def make_blobs(spatial_dims: int, *, n: int = 40, size: int = 32, seed: int = 0)
         mask = torch.zeros((size,) * spatial_dims, dtype=torch.bool)
         for _ in range(int(torch.randint(1, 4, (1,), generator=gen))):
             centre = (torch.rand(spatial_dims, generator=gen) * 1.2 - 0.6).reshape(-1, *(1,) * spatial_dims)
-            axes = (0.12 + 0.2 * torch.rand(spatial_dims, generator=gen)).reshape(-1, *(1,) * spatial_dims)
+            axes = (0.2 + 0.2 * torch.rand(spatial_dims, generator=gen)).reshape(-1, *(1,) * spatial_dims)
             mask |= (((grid - centre) / axes) ** 2).sum(0) <= 1
         low = torch.randn((1, 1, *(4,) * spatial_dims), generator=gen)
         texture = F.interpolate(low, size=(size,) * spatial_dims,
