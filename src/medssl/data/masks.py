@@ -180,7 +180,7 @@ def _select_channels(img: np.ndarray, channel: str, path: Path) -> np.ndarray:
 def threshold_fov(image: np.ndarray) -> np.ndarray:
     """Field of view of a fundus photograph: red (or only) channel above FOV_THRESHOLD, holes filled."""
     red = image[0].astype(np.float64) / max(float(image.max()), 1.0)
-    inside = ndimage.binary_opening(red > FOV_THRESHOLD, iterations=2)
+    inside = ndimage.binary_opening(red > FOV_THRESHOLD, structure=np.ones((3,) * red.ndim), iterations=2)
     return ndimage.binary_fill_holes(inside)[None]
 
 
