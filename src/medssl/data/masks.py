@@ -12,6 +12,7 @@ kept for evaluation at the original resolution.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -145,7 +146,9 @@ def _pairs(root: Path, mask_suffix: str, fov_suffix: str | None) -> list[tuple[P
 
 def _read(load, path: Path) -> np.ndarray:
     try:
-        img = load(path, _kind(path))
+        with warnings.catch_warnings():  # MONAI wraps PIL's read-only arrays; harmless, but it reaches stderr
+            warnings.filterwarnings("ignore", message=".*NumPy array is not writable")
+            img = load(path, _kind(path))
     except Exception as e:  # any reader failure on a user's file is a user error, not a crash
         raise MedsslError(f"{path.name}: cannot read as {_kind(path)} (corrupt file or wrong format)") from e
     if img.ndim == 4 and img.shape[-1] == 1:
