@@ -160,3 +160,12 @@ def test_random_patches_for_pretraining_are_unlabeled_crops():
     assert (pool.splits["train"].labels == -1).all()
     with pytest.raises(MedsslError, match="exceeds"):
         random_patches(data, 64, 2)
+
+
+def test_images_of_different_sizes_need_resizing(chase_like):
+    image, mask = fundus(9)
+    write_pair(chase_like, "Image_09L", np.pad(image, ((0, 2), (0, 0), (0, 0))), np.pad(mask, ((0, 2), (0, 0))))
+    with pytest.raises(MedsslError, match="pass --size"):
+        load_mask_folder(chase_like, mask_suffix="_1stHO", test_count=2)
+    data = load_mask_folder(chase_like, mask_suffix="_1stHO", test_count=2, size=16)
+    assert data.splits["test"].native_masks[-1].shape == (1, H + 2, W)

@@ -222,6 +222,8 @@ def load_mask_folder(root: str | Path, *, mask_suffix: str = "_mask", fov: str =
     val, test = _split_counts(len(pairs), val_count, test_count)
     load = _make_loader()
     images, masks, fovs, native_masks, native_fovs = [], [], [], [], []
+    first_layout: tuple[int, ...] = ()
+    first_shape: tuple[int, ...] = ()
     for image_path, mask_path, fov_path in pairs:
         raw = _read(load, image_path)
         mask = _binary(_read(load, mask_path), mask_path, "mask")
@@ -238,10 +240,13 @@ def load_mask_folder(root: str | Path, *, mask_suffix: str = "_mask", fov: str =
         else:
             region = threshold_fov(raw) if fov == "threshold" else None
         img = _to_unit255(_select_channels(raw, channel, image_path), None)
-        if images and (img.shape if size is None else img.shape[:1]) != (images[0].shape if size is None
-                                                                           else images[0].shape[:1]):
-            raise MedsslError(f"{image_path.name}: shape {img.shape} differs from {pairs[0][0].name}"
-                              f" {images[0].shape}; pass --size to resize all images")
+        # resizing makes sizes agree, but never the number of dimensions or channels
+        layout = img.shape if size is None else (img.ndim, img.shape[0])
+        if images and layout != first_layout:
+            raise MedsslError(f"{image_path.name}: shape {img.shape} does not match {pairs[0][0].name}"
+                              f" {first_shape}{'' if size else '; pass --size to resize all images'}")
+        if not images:
+            first_layout, first_shape = layout, img.shape
         if size is not None:
             native_masks.append(mask)
             native_fovs.append(region)
