@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -19,6 +20,9 @@ from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.models.segmenter import Segmenter
 from medssl.runio import prepare_run_dir, save_state, write_json, write_yaml
 from medssl.training import make_trainer
+
+if TYPE_CHECKING:
+    from medssl.api import RunResult
 
 
 def load_segmentation_data(config: SegmentConfig) -> SegData:
@@ -67,9 +71,9 @@ def save_predictions(folder: Path, split: SegSplit, predictions: list[np.ndarray
             nib.save(nib.Nifti1Image(mask, np.eye(4)), str(folder / f"{name}.nii.gz"))
 
 
-def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, progress: bool = True):
+def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, progress: bool = True) -> RunResult:
     """Train on patches of the labelled training images, select on validation Dice, report test metrics
-    once (at the original resolution when the images were resized). Returns ``api.RunResult``."""
+    once (at the original resolution when the images were resized)."""
     from medssl.api import RunResult
 
     config.validate()
