@@ -112,6 +112,7 @@ class SegmentConfig(CommonConfig):
     test_count: int | None = None
     pos_fraction: float = 0.5
     augment: str = "light"
+    threshold: float | None = None  # probability threshold; None: the best on the validation images
     save_predictions: bool = True
 
     def validate(self) -> None:
@@ -133,4 +134,6 @@ class SegmentConfig(CommonConfig):
         _check(self.val_count is None or self.val_count >= 1, "val count must be >= 1")
         _check(self.test_count is None or self.test_count >= 1, "test count must be >= 1")
         _check(0.0 <= self.pos_fraction <= 1.0, f"pos fraction must lie in [0, 1], got {self.pos_fraction}")
+        _check(self.threshold is None or 0.0 < self.threshold < 1.0,
+               f"threshold must lie in (0, 1), got {self.threshold}")
         _check(self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from medssl.data.masks import SegSplit
-from medssl.finetune.segment import PatchSampler, evaluate, random_flips, soft_dice_loss
+from medssl.finetune.segment import PatchSampler, evaluate, random_flips, select_threshold, soft_dice_loss
 
 
 def split_with_small_foreground(dims: int, n: int = 3, size: int = 24) -> SegSplit:
@@ -53,9 +53,9 @@ def test_soft_dice_loss_is_zero_for_a_confident_perfect_prediction():
 class Threshold(nn.Module):
     """Logit = 100 * (intensity - 0.5): predicts foreground where the image is bright."""
 
-    def __init__(self) -> None:
+    def __init__(self, scale: float = 100.0) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.tensor(100.0))
+        self.scale = nn.Parameter(torch.tensor(scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * (x - 0.5)
@@ -73,3 +73,12 @@ def test_evaluation_interpolates_back_to_the_original_resolution():
     assert summary["dice"] == pytest.approx(1.0) and per_image[0]["iou"] == pytest.approx(1.0)
     summary, _, predictions = evaluate(Threshold(), split, patch=4, native=False)
     assert predictions[0].shape == (1, 8, 8) and summary["dice"] == pytest.approx(1.0)
+
+
+def test_threshold_is_chosen_on_the_given_images():
+    intensity = np.linspace(0, 1, 11)  # logits 10 * (x - 0.5): x = 0.6 -> p 0.73, x = 0.7 -> p 0.88
+    images = np.tile((intensity * 255).round().astype(np.uint8), (1, 1, 11, 1))
+    truth = np.tile(intensity >= 0.7, (1, 11, 1))
+    split = SegSplit(images, (truth * 255).astype(np.uint8)[None], ["a"])
+    threshold, dice = select_threshold(Threshold(10.0), split, patch=11)
+    assert threshold == 0.75 and dice == pytest.approx(1.0)

@@ -12,7 +12,7 @@ TASK_DEFAULTS = {
     "segment": {"batch_size": 8, "backbone": "resnet10", "width": 0.5},
 }
 SEGMENT_ONLY = ("transfer", "label_count", "patch_size", "steps_per_epoch", "mask_suffix", "fov", "channel",
-                "val_count", "test_count")
+                "val_count", "test_count", "threshold")
 
 
 def add_segment_options(p: argparse.ArgumentParser) -> None:
@@ -29,6 +29,7 @@ def add_segment_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channel", choices=("all", "grey", "green"), help="image channels to use (default all)")
     g.add_argument("--val-count", type=int, help="images held out of the training pool for model selection")
     g.add_argument("--test-count", type=int, help="last N images (by name) form the test set (default 30 %%)")
+    g.add_argument("--threshold", type=float, help="probability threshold (default: the best on the val images)")
 
 
 def fill_task_defaults(args: argparse.Namespace) -> None:

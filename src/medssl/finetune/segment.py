@@ -16,6 +16,8 @@ from medssl.methods.base import to_unit_float, warmup_cosine
 from medssl.models.segmenter import Segmenter
 from medssl.views import random_gamma
 
+THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.3 ... 0.8
+
 
 class PatchSampler(IterableDataset):
     """``steps`` batches of random patches per epoch; a patch is centred on a foreground pixel with
@@ -92,6 +94,13 @@ def predict_probs(model: Segmenter, images: np.ndarray, patch: int, batch_size: 
     return out
 
 
+def _resample(probs: Tensor, shape: tuple[int, ...]) -> Tensor:
+    if tuple(shape) == tuple(probs.shape[1:]):
+        return probs
+    mode = "bilinear" if probs.ndim == 3 else "trilinear"
+    return F.interpolate(probs[None], size=tuple(shape), mode=mode, align_corners=False)[0]
+
+
 def evaluate(model: Segmenter, split: SegSplit, patch: int, threshold: float = 0.5, native: bool = True
              ) -> tuple[dict[str, float], list[dict[str, float]], list[np.ndarray]]:
     """Summary metrics, per-image metrics and binary predictions. With ``native``, at the original resolution
@@ -99,13 +108,27 @@ def evaluate(model: Segmenter, split: SegSplit, patch: int, threshold: float = 0
     per_image, predictions = [], []
     for i, probs in enumerate(predict_probs(model, split.images, patch)):
         truth, fov = split.eval_masks(i, native)
-        if tuple(truth.shape[1:]) != tuple(probs.shape[1:]):
-            mode = "bilinear" if probs.ndim == 3 else "trilinear"
-            probs = F.interpolate(probs[None], size=truth.shape[1:], mode=mode, align_corners=False)[0]
-        pred = (probs >= threshold).numpy()
+        pred = (_resample(probs, truth.shape[1:]) >= threshold).numpy()
         per_image.append(image_metrics(pred, truth, fov))
         predictions.append(pred)
     return summarise(per_image), per_image, predictions
+
+
+def select_threshold(model: Segmenter, split: SegSplit, patch: int,
+                     candidates: tuple[float, ...] = THRESHOLDS) -> tuple[float, float]:
+    """The probability threshold with the best mean Dice on ``split`` (validation images, inside the FOV,
+    at the resolution test metrics use) and that Dice. Ties go to the threshold nearest 0.5."""
+    scores = np.zeros(len(candidates))
+    for i, probs in enumerate(predict_probs(model, split.images, patch)):
+        truth, fov = split.eval_masks(i)
+        probs = _resample(probs, truth.shape[1:]).numpy()
+        truth = truth.astype(bool) if fov is None else truth & fov
+        for j, t in enumerate(candidates):
+            pred = probs >= t if fov is None else (probs >= t) & fov
+            total = pred.sum() + truth.sum()
+            scores[j] += 2 * (pred & truth).sum() / total if total else 1.0
+    order = sorted(range(len(candidates)), key=lambda j: (-scores[j], abs(candidates[j] - 0.5)))
+    return float(candidates[order[0]]), float(scores[order[0]] / len(split))
 
 
 class SegmentationModule(pl.LightningModule):

@@ -15,7 +15,7 @@ from medssl import __version__
 from medssl.config import SegmentConfig
 from medssl.data.masks import SegData, SegSplit, load_seg_data
 from medssl.errors import MedsslError
-from medssl.finetune.segment import PatchSampler, SegmentationModule, evaluate, patch_loader
+from medssl.finetune.segment import PatchSampler, SegmentationModule, evaluate, patch_loader, select_threshold
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.models.segmenter import Segmenter
 from medssl.runio import prepare_run_dir, save_state, write_json, write_yaml
@@ -103,7 +103,11 @@ def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, pr
     trainer.fit(module, train_dataloaders=patch_loader(sampler))
     train_s = time.perf_counter() - start
     best_epoch = module.restore_best()
-    test, per_image, predictions = evaluate(model.to("cpu"), data.splits["test"], config.patch_size)
+    model.to("cpu")
+    threshold, val_dice_at_threshold = config.threshold, None
+    if threshold is None:
+        threshold, val_dice_at_threshold = select_threshold(model, data.splits["val"], config.patch_size)
+    test, per_image, predictions = evaluate(model, data.splits["test"], config.patch_size, threshold=threshold)
     if config.save_predictions:
         save_predictions(run_dir / "predictions", data.splits["test"], predictions)
     save_state(run_dir / "segmenter.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
@@ -114,6 +118,8 @@ def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, pr
         "val": module.best[0] if module.best else None,
         "val_history": module.history,
         "best_epoch": best_epoch,
+        "threshold": threshold,
+        "val_dice_at_threshold": val_dice_at_threshold,
         "train": {"n": len(train), "images": train.names},
         "transfer": transfer,
         "test_resolution": "original" if native else "as loaded",
