@@ -169,3 +169,15 @@ def test_images_of_different_sizes_need_resizing(chase_like):
         load_mask_folder(chase_like, mask_suffix="_1stHO", test_count=2)
     data = load_mask_folder(chase_like, mask_suffix="_1stHO", test_count=2, size=16)
     assert data.splits["test"].native_masks[-1].shape == (1, H + 2, W)
+
+
+def test_chasedb1_gives_the_usual_split_with_first_observer_masks():
+    from tests.conftest import shared_file
+
+    data = load_mask_folder(shared_file("chasedb1"), mask_suffix="_1stHO", fov="threshold", channel="green",
+                            size=64, val_count=2, test_count=8)
+    names = {s: data.splits[s].names for s in ("train", "val", "test")}
+    assert len(names["train"]) == 18 and names["val"] == ["Image_10L", "Image_10R"]
+    assert names["test"][0] == "Image_11L" and names["test"][-1] == "Image_14R" and len(names["test"]) == 8
+    native = data.splits["test"].native_masks[0]
+    assert native.shape == (1, 960, 999) and 0.03 < native.mean() < 0.15  # about 7 % vessel
