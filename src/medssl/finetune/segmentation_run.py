@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,7 +101,9 @@ def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, pr
     sampler = PatchSampler(train, config.patch_size, config.batch_size, config.steps_per_epoch,
                            pos_fraction=config.pos_fraction, seed=config.seed)
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=patch_loader(sampler))
+    with warnings.catch_warnings():  # the sampler's length is exact: it runs in the main process only
+        warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__")
+        trainer.fit(module, train_dataloaders=patch_loader(sampler))
     train_s = time.perf_counter() - start
     best_epoch = module.restore_best()
     model.to("cpu")
