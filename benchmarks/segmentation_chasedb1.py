@@ -7,7 +7,7 @@ of the training pool for model selection, so "all" labels means 18 labelled imag
 crops of the 20 training-pool images only (no test image is seen).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/segmentation_chasedb1.py [--quick] [--out DIR]
-        [--epochs 12 --steps 50] [--pretrained DIR_OF_A_FINISHED_GENESIS_RUN]
+        [--epochs 20 --steps 60] [--pretrained DIR_OF_A_FINISHED_GENESIS_RUN]
 
 The probability threshold is chosen on the two validation images (0.3-0.8), never on test.
 """
@@ -35,8 +35,8 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/medssl_chase")
     parser.add_argument("--quick", action="store_true", help="a few steps only, to check the pipeline")
     parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--epochs", type=int, default=12, help="fine-tuning epochs of --steps patch batches")
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs of --steps patch batches")
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--pretrained", help="reuse this finished genesis run instead of pre-training")
     args = parser.parse_args()
     torch.set_num_threads(1)
