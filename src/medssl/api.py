@@ -194,3 +194,6 @@ def _best_epoch(callback: ModelCheckpoint) -> int | None:
         raise MedsslError("no model was selected: validation produced no finite score")
     state = torch.load(path, map_location="cpu", weights_only=True)
     return int(state.get("epoch", -1))
+
+
+from medssl.finetune.segmentation_run import finetune_segmentation  # noqa: E402,F401  (re-export)

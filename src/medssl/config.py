@@ -114,3 +114,51 @@ class FinetuneConfig(CommonConfig):
         _check(self.focal_gamma >= 0, f"focal gamma must be >= 0, got {self.focal_gamma}")
         _check(0.0 <= self.label_smoothing < 1.0, f"label smoothing must lie in [0, 1), got {self.label_smoothing}")
         _check(self.mixup_alpha >= 0, f"mixup alpha must be >= 0, got {self.mixup_alpha}")
+
+
+@dataclass
+class SegmentConfig(CommonConfig):
+    """Segmentation fine-tuning (binary masks), 2D or 3D; see ``medssl.finetune.segmentation_run``."""
+
+    checkpoint: str = "scratch"
+    transfer: str | None = None  # none | encoder | decoder | both; None: both if the run has a decoder
+    backbone: str = "resnet10"  # used when no encoder is transferred; a checkpoint brings its own
+    width: float = 0.5
+    epochs: int = 20
+    steps_per_epoch: int = 50
+    batch_size: int = 8
+    patch_size: int = 96
+    label_count: int | None = None  # number of labelled training images; overrides label_fraction
+    label_fraction: float = 1.0
+    mask_suffix: str = "_mask"
+    fov: str = "none"  # none | threshold | a file suffix of field-of-view masks
+    channel: str = "all"  # all | grey | green
+    val_count: int | None = None
+    test_count: int | None = None
+    pos_fraction: float = 0.5
+    augment: str = "light"
+    threshold: float | None = None  # probability threshold; None: the best on the validation images
+    save_predictions: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.steps_per_epoch >= 1, f"steps per epoch must be >= 1, got {self.steps_per_epoch}")
+        _check(8 <= self.patch_size <= 1024, f"patch size must lie in [8, 1024], got {self.patch_size}")
+        _check(self.transfer in (None, "none", "encoder", "decoder", "both"),
+               f"transfer must be none, encoder, decoder or both, got '{self.transfer}'")
+        _check(not (self.checkpoint == "scratch" and self.transfer not in (None, "none")),
+               f"--transfer {self.transfer} needs a pre-training run as --checkpoint, not 'scratch'")
+        _check(not (self.checkpoint != "scratch" and self.transfer == "none"),
+               "--transfer none trains from scratch: pass --checkpoint scratch")
+        _check(self.label_count is None or self.label_count >= 1,
+               f"label count must be >= 1, got {self.label_count}")
+        _check(0.0 < self.label_fraction <= 1.0, f"label fraction must lie in (0, 1], got {self.label_fraction}")
+        _check(self.fov != "", "fov must be none, threshold or a file suffix")
+        _check(self.channel in ("all", "grey", "green"), f"channel must be all, grey or green, got '{self.channel}'")
+        _check(self.val_count is None or self.val_count >= 1, "val count must be >= 1")
+        _check(self.test_count is None or self.test_count >= 1, "test count must be >= 1")
+        _check(0.0 <= self.pos_fraction <= 1.0, f"pos fraction must lie in [0, 1], got {self.pos_fraction}")
+        _check(self.threshold is None or 0.0 < self.threshold < 1.0,
+               f"threshold must lie in (0, 1), got {self.threshold}")
+        _check(self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from medssl.cli.args import add_run_options, floats, run_options
+from medssl.cli.segment import add_segment_options, fill_task_defaults, run_segment
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (for huge datasets)")
     p.set_defaults(handler=run_pretrain)
 
-    p = sub.add_parser("finetune", help="fine-tune a classifier from a pre-trained run or from scratch")
+    p = sub.add_parser("finetune", help="fine-tune a classifier or segmenter from a pre-trained run or from scratch")
     add_run_options(p, batch_size=64)
     p.add_argument("--checkpoint", required=True, help="pre-training run directory, or 'scratch'")
     p.add_argument("--label-fraction", type=float, default=1.0)
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup-alpha", type=float, default=0.0, help="> 0 enables mixup with Beta(alpha, alpha)")
     p.add_argument("--balanced-sampling", action="store_true", help="draw every class equally often")
+    add_segment_options(p)
     p.set_defaults(handler=run_finetune)
 
 
@@ -55,6 +57,9 @@ def run_finetune(args: argparse.Namespace) -> None:
     from medssl import api
     from medssl.config import FinetuneConfig
 
+    fill_task_defaults(args)
+    if args.task == "segment":
+        return run_segment(args)
     config = FinetuneConfig(**run_options(args), checkpoint=args.checkpoint, label_fraction=args.label_fraction,
                             imbalance_ratio=args.imbalance_ratio, linear_probe=args.linear_probe,
                             augment=args.augment, epochs=args.epochs or 20, loss=args.loss,

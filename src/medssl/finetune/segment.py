@@ -1,0 +1,188 @@
+"""Patch-based segmentation training, sliding-window inference and evaluation, 2D and 3D alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+from medssl.data.masks import SegSplit
+from medssl.finetune.segment_metrics import image_metrics, summarise
+from medssl.methods.base import to_unit_float, warmup_cosine
+from medssl.models.segmenter import Segmenter
+from medssl.views import random_gamma
+
+THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.3 ... 0.8
+
+
+class PatchSampler(IterableDataset):
+    """``steps`` batches of random patches per epoch; a patch is centred on a foreground pixel with
+    probability ``pos_fraction`` (as MONAI's RandCropByPosNegLabel), else anywhere (inside the FOV if any)."""
+
+    def __init__(self, split: SegSplit, patch: int, batch_size: int, steps: int, pos_fraction: float = 0.5,
+                 seed: int = 0) -> None:
+        self.images, self.masks = split.images, split.masks
+        self.spatial = split.images.shape[2:]
+        self.patch = tuple(min(patch, s) for s in self.spatial)
+        self.batch_size, self.steps, self.pos_fraction = batch_size, steps, pos_fraction
+        self.foreground = [np.flatnonzero(m[0] >= 128) for m in split.masks]
+        self.anywhere = [np.flatnonzero(f[0]) for f in split.fov] if split.fov is not None else None
+        self.rng = np.random.default_rng(seed)
+
+    def _centre(self, i: int) -> np.ndarray:
+        pool = self.foreground[i] if self.rng.random() < self.pos_fraction else None
+        if pool is None or pool.size == 0:
+            pool = self.anywhere[i] if self.anywhere is not None else None
+        if pool is None or pool.size == 0:
+            return np.array([self.rng.integers(0, s) for s in self.spatial])
+        return np.array(np.unravel_index(pool[self.rng.integers(0, pool.size)], self.spatial))
+
+    def batch(self) -> tuple[Tensor, Tensor]:
+        which = self.rng.integers(0, len(self.images), self.batch_size)
+        half = np.array(self.patch) // 2
+        limit = np.array(self.spatial) - np.array(self.patch)
+        images, masks = [], []
+        for i in which:
+            start = np.clip(self._centre(i) - half, 0, limit)
+            window = tuple(slice(a, a + p) for a, p in zip(start, self.patch, strict=True))
+            images.append(self.images[(i, slice(None), *window)])
+            masks.append(self.masks[(i, slice(None), *window)])
+        return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks))
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            yield self.batch()
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+def random_flips(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Flip each sample independently along each spatial axis with probability 1/2 (image and mask alike)."""
+    for axis in range(2, x.ndim):
+        chosen = (torch.rand(x.shape[0], device=x.device) < 0.5).reshape(-1, *[1] * (x.ndim - 1))
+        x = torch.where(chosen, x.flip(axis), x)
+        y = torch.where(chosen, y.flip(axis), y)
+    return x, y
+
+
+def soft_dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
+    """1 - Dice of sigmoid probabilities pooled over the batch (stable when patches lack foreground)."""
+    probs = torch.sigmoid(logits)
+    inter = (probs * target).sum()
+    return 1 - (2 * inter + eps) / (probs.sum() + target.sum() + eps)
+
+
+@torch.no_grad()
+def predict_probs(model: Segmenter, images: np.ndarray, patch: int, batch_size: int = 8,
+                  overlap: float = 0.25) -> list[Tensor]:
+    """Foreground probabilities (1, *spatial) of each image by Gaussian-weighted sliding windows."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for image in images:
+        x = to_unit_float(torch.from_numpy(image[None]).to(device))
+        roi = tuple(min(patch, s) for s in x.shape[2:])
+        logits = sliding_window_inference(x, roi, batch_size, model, overlap=overlap, mode="gaussian")
+        out.append(torch.sigmoid(torch.as_tensor(logits)[0].float()).cpu())
+    model.train(was_training)
+    return out
+
+
+def _resample(probs: Tensor, shape: tuple[int, ...]) -> Tensor:
+    if tuple(shape) == tuple(probs.shape[1:]):
+        return probs
+    mode = "bilinear" if probs.ndim == 3 else "trilinear"
+    return F.interpolate(probs[None], size=tuple(shape), mode=mode, align_corners=False)[0]
+
+
+def evaluate(model: Segmenter, split: SegSplit, patch: int, threshold: float = 0.5, native: bool = True
+             ) -> tuple[dict[str, float], list[dict[str, float]], list[np.ndarray]]:
+    """Summary metrics, per-image metrics and binary predictions. With ``native``, at the original resolution
+    when the images were resized (probabilities are interpolated back first); else at the working one."""
+    per_image, predictions = [], []
+    for i, probs in enumerate(predict_probs(model, split.images, patch)):
+        truth, fov = split.eval_masks(i, native)
+        pred = (_resample(probs, truth.shape[1:]) >= threshold).numpy()
+        per_image.append(image_metrics(pred, truth, fov))
+        predictions.append(pred)
+    return summarise(per_image), per_image, predictions
+
+
+def select_threshold(model: Segmenter, split: SegSplit, patch: int,
+                     candidates: tuple[float, ...] = THRESHOLDS) -> tuple[float, float]:
+    """The probability threshold with the best mean Dice on ``split`` (validation images, inside the FOV,
+    at the resolution test metrics use) and that Dice. Ties go to the threshold nearest 0.5."""
+    scores = np.zeros(len(candidates))
+    for i, probs in enumerate(predict_probs(model, split.images, patch)):
+        truth, fov = split.eval_masks(i)
+        probs = _resample(probs, truth.shape[1:]).numpy()
+        truth = truth.astype(bool) if fov is None else truth & fov
+        for j, t in enumerate(candidates):
+            pred = probs >= t if fov is None else (probs >= t) & fov
+            total = pred.sum() + truth.sum()
+            scores[j] += 2 * (pred & truth).sum() / total if total else 1.0
+    order = sorted(range(len(candidates)), key=lambda j: (-scores[j], abs(candidates[j] - 0.5)))
+    return float(candidates[order[0]]), float(scores[order[0]] / len(split))
+
+
+class SegmentationModule(pl.LightningModule):
+    """Dice + BCE on random patches; ``val/dice`` (sliding window on whole val images) selects the model."""
+
+    def __init__(self, model: Segmenter, val: SegSplit, patch: int, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 augment: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.val = val
+        self.patch = patch
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.augment = augment
+        self.history: list[dict[str, float]] = []
+        self.best: tuple[float, int, dict[str, Tensor]] | None = None  # (val Dice, epoch, weights)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, masks = batch
+        x, y = to_unit_float(images), to_unit_float(masks)
+        if self.augment:
+            x, y = random_flips(x, y)
+            x = random_gamma(x, gamma=(0.7, 1.5), p=0.5)
+        logits = self(x)
+        loss = F.binary_cross_entropy_with_logits(logits, y) + soft_dice_loss(logits, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        # validation is whole-image sliding-window inference, run here rather than through a val loader
+        summary, _, _ = evaluate(self.model, self.val, self.patch, native=False)
+        self.history.append({"epoch": self.current_epoch, **summary})
+        self.log("val/dice", summary["dice"], prog_bar=True)
+        if self.best is None or summary["dice"] > self.best[0]:
+            weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            self.best = (summary["dice"], self.current_epoch, weights)
+
+    def restore_best(self) -> int:
+        """Load the weights of the epoch with the best validation Dice; returns that epoch."""
+        if self.best is None:
+            raise RuntimeError("no epoch finished")
+        self.model.load_state_dict(self.best[2])
+        return self.best[1]
+
+    def configure_optimizers(self) -> dict:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, total // 20)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def patch_loader(sampler: PatchSampler) -> DataLoader:
+    return DataLoader(sampler, batch_size=None)
