@@ -152,7 +152,7 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * n**3 / best
 
 
-def run(name: str, reps: int, steps: int, stem: str, workers: int) -> dict:
+def run(name: str, reps: int, steps: int, stem: str, workers: int, channels_last: bool = True) -> dict:
     spatial_dims, size, batch, backbone = CONFIGS[name]
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
@@ -161,6 +161,8 @@ def run(name: str, reps: int, steps: int, stem: str, workers: int) -> dict:
     spec = BackboneSpec(backbone, spatial_dims, 1, small_stem=stem == "small")
     torch.manual_seed(0)
     encoder = Encoder(spec)
+    if channels_last:  # medssl's default (PretrainConfig.channels_last)
+        encoder.use_channels_last()
     model = Pretrainer(encoder, [SimCLR(encoder)], [1.0], num_classes=2)
     reference = nn.Sequential(Encoder(spec), SimCLRProjectionHead(encoder.feature_dim, encoder.feature_dim, 128))
     reference.to(device)
@@ -177,7 +179,8 @@ def run(name: str, reps: int, steps: int, stem: str, workers: int) -> dict:
     peak = matmul_peak(device, torch.bfloat16 if gpu else torch.float32)
     return {
         "config": name, "device": torch.cuda.get_device_name() if gpu else f"cpu x{torch.get_num_threads()} threads",
-        "backbone": backbone, "stem": stem, "batch": batch, "dtype": "bf16-autocast" if gpu else "float32",
+        "backbone": backbone, "stem": stem, "medssl_channels_last": channels_last, "batch": batch,
+        "dtype": "bf16-autocast" if gpu else "float32",
         "reference_workers": workers, "medssl_img_s": round(medssl_img_s, 2),
         "reference_img_s": round(reference_img_s, 2),
         "ratio": round(medssl_img_s / reference_img_s, 3), "medssl_runs": [round(r, 2) for r in ours],
@@ -196,6 +199,8 @@ def main() -> None:
                         help="small: medssl's default 3x3 stride-1 stem; standard: 7x7 stride 2 + max-pool")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="reference DataLoader workers (lightly's examples use 8; capped at the core count)")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="medssl side: channels-first, as with `medssl pretrain --no-channels-last`")
     args = parser.parse_args()
     quiet_lightning()
     configs = args.configs.split(",")
@@ -206,7 +211,7 @@ def main() -> None:
         for name in configs:
             if name == "2d224" and not torch.cuda.is_available():
                 continue
-            print(json.dumps(run(name, args.reps, args.steps, args.stem, args.workers)), flush=True)
+            print(json.dumps(run(name, args.reps, args.steps, args.stem, args.workers, args.channels_last)), flush=True)
 
 
 if __name__ == "__main__":
