@@ -137,7 +137,7 @@ def flops_per_image(model: Pretrainer, images: np.ndarray, batch: int) -> float:
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    n = 4096 if device.type == "cuda" else 1024
+    n = 4096 if device.type == "cuda" else 2048
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(5):
