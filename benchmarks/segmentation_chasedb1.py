@@ -38,10 +38,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs of --steps patch batches")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--pretrained", help="reuse this finished genesis run instead of pre-training")
+    parser.add_argument("--pretrain-epochs", type=int, default=3, help="Genesis epochs of 1,600 crops (100 steps)")
+    parser.add_argument("--counts", default="4,18", help="labelled-image counts to compare")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    counts = [int(c) for c in args.counts.split(",")]
     out = Path(args.out)
-    epochs, steps, pre_epochs, n_patches = (2, 5, 1, 64) if args.quick else (args.epochs, args.steps, 3, 1600)
+    epochs, steps, pre_epochs, n_patches = ((2, 5, 1, 64) if args.quick
+                                            else (args.epochs, args.steps, args.pretrain_epochs, 1600))
 
     start = time.perf_counter()
     data = load_seg_data(args.data, size=SIZE, mask_suffix="_1stHO", fov="threshold", channel="green",
@@ -62,7 +67,7 @@ def main() -> None:
               "val_count": 2, "test_count": 8, "backbone": "resnet10", "width": WIDTH, "patch_size": PATCH,
               "batch_size": 8, "epochs": epochs, "steps_per_epoch": steps, "accelerator": "cpu",
               "overwrite": True}
-    arms = [("scratch", 4), ("genesis", 4), ("scratch", 18), ("genesis", 18)]
+    arms = [(arm, count) for count in counts for arm in ("scratch", "genesis")]
     results = {}
     for arm, count in arms:
         checkpoint = "scratch" if arm == "scratch" else str(pre_dir)
@@ -79,7 +84,7 @@ def main() -> None:
               f"(val Dice {result.metrics['val']:.4f} at 480 px, threshold {result.metrics['threshold']}, "
               f"{time.perf_counter() - t:.0f} s)", flush=True)
         (out / "summary.json").write_text(json.dumps(results, indent=2))
-    for count in (4, 18):
+    for count in counts:
         gain = results[f"genesis_{count}"]["dice"] - results[f"scratch_{count}"]["dice"]
         print(f"{count} labelled: pretrained - scratch = {gain:+.4f} Dice")
 
