@@ -17,8 +17,8 @@ from PIL import Image
 from medssl.data.dataset import SPLITS, ImageData, Split
 from medssl.errors import MedsslError
 
-_KINDS = {".png": "PNG/JPG", ".jpg": "PNG/JPG", ".jpeg": "PNG/JPG", ".dcm": "DICOM", ".nii": "NIfTI",
-          ".nii.gz": "NIfTI"}
+IMAGE_KINDS = {".png": "PNG/JPG", ".jpg": "PNG/JPG", ".jpeg": "PNG/JPG", ".tif": "PNG/JPG", ".tiff": "PNG/JPG",
+               ".gif": "PNG/JPG", ".bmp": "PNG/JPG", ".dcm": "DICOM", ".nii": "NIfTI", ".nii.gz": "NIfTI"}
 # Palette/alpha/binary PNGs become plain grey or RGB so channel counts stay 1 or 3.
 _PIL_CONVERT = {"1": "L", "LA": "L", "P": "RGB", "PA": "RGB", "RGBA": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
 
@@ -27,7 +27,13 @@ def _grey_or_rgb(img: Image.Image) -> Image.Image:
     return img.convert(_PIL_CONVERT[img.mode]) if img.mode in _PIL_CONVERT else img
 
 
-def _make_loader() -> Callable[[Path, str], np.ndarray]:
+def image_kind(path: Path) -> str | None:
+    """The MONAI reader family for a file name, or None for an unsupported type."""
+    name = path.name.lower()
+    return next((k for suffix, k in IMAGE_KINDS.items() if name.endswith(suffix)), None)
+
+
+def image_reader() -> Callable[[Path, str], np.ndarray]:
     """``load(path, kind)``: a channel-first array read by the one MONAI reader for that kind."""
     with warnings.catch_warnings():  # LoadImage builds every MONAI reader; the GPU DICOM one warns on CPU
         warnings.filterwarnings("ignore", message=".*nvImageCodec")
@@ -81,7 +87,7 @@ def _resolve(root: Path, rel: str, where: str) -> Path:
     return path
 
 
-def _to_unit255(img: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
+def to_unit255(img: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
     """Float image with intensities in [0, 255]."""
     if window is not None:
         lo, hi = window
@@ -93,13 +99,15 @@ def _to_unit255(img: np.ndarray, window: tuple[float, float] | None) -> np.ndarr
     return (img - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(img)
 
 
-def _load_image(path: Path, rel: str, load: Callable[[Path, str], np.ndarray], size: int | None,
-                window: tuple[float, float] | None) -> np.ndarray:
-    kind = next((k for suffix, k in _KINDS.items() if path.name.lower().endswith(suffix)), None)
+def read_image(path: Path, rel: str, load: Callable[[Path, str], np.ndarray]) -> np.ndarray:
+    """A channel-first (C, *spatial) array as stored, checked: readable, 2D or 3D, finite."""
+    kind = image_kind(path)
     if kind is None:
-        raise MedsslError(f"{rel}: unsupported file type (use .png, .jpg, .dcm, .nii or .nii.gz)")
+        raise MedsslError(f"{rel}: unsupported file type (use {', '.join(IMAGE_KINDS)})")
     try:
-        img = load(path, kind)
+        with warnings.catch_warnings():  # MONAI wraps PIL's read-only arrays; harmless, but it reaches stderr
+            warnings.filterwarnings("ignore", message=".*NumPy array is not writable")
+            img = load(path, kind)
     except Exception as e:  # any reader failure on a user's file is a user error, not a crash
         raise MedsslError(f"{rel}: cannot read as {kind} (corrupt file or wrong format)") from e
     if img.ndim == 4 and img.shape[-1] == 1:  # a single-slice volume is a 2D image
@@ -108,7 +116,14 @@ def _load_image(path: Path, rel: str, load: Callable[[Path, str], np.ndarray], s
         raise MedsslError(f"{rel}: expected a 2D or 3D image, got array of shape {img.shape}")
     if not np.isfinite(img).all():
         raise MedsslError(f"{rel}: image contains NaN or Inf pixels")
-    out = _to_unit255(img, window)
+    return img
+
+
+def load_image(path: Path, rel: str, load: Callable[[Path, str], np.ndarray], size: int | None,
+               window: tuple[float, float] | None) -> np.ndarray:
+    """``read_image``, scaled to uint8 (optionally through a CT window) and resized to ``size``."""
+    img = read_image(path, rel, load)
+    out = to_unit255(img, window)
     if size is not None:
         mode = "area" if img.ndim == 3 else "trilinear"
         out = np.asarray(Resize((size,) * (img.ndim - 1), mode=mode)(out.astype(np.float32)))
@@ -198,11 +213,11 @@ def load_folder(root: str | Path, *, size: int | None = None, window: tuple[floa
     labels, class_names = _parse_labels([row["label"] for row in rows], lines)
     split_ids = _split_ids(rows, lines, labels, seed, val_fraction, test_fraction)
 
-    load = _make_loader()
+    load = image_reader()
     images = []
     for row, line in zip(rows, lines, strict=True):
         rel = row["path"]
-        img = _load_image(_resolve(root, rel, f"labels.csv line {line}"), rel, load, size, window)
+        img = load_image(_resolve(root, rel, f"labels.csv line {line}"), rel, load, size, window)
         if images and img.shape != images[0].shape:
             _shape_error(rel, img.shape, rows[0]["path"], images[0].shape)
         images.append(img)

@@ -12,7 +12,6 @@ kept for evaluation at the original resolution.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -23,11 +22,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from medssl.data.dataset import SPLITS, UNLABELED, ImageData, Split
-from medssl.data.folder import _make_loader, _to_unit255
+from medssl.data.folder import IMAGE_KINDS, image_kind, image_reader, read_image, to_unit255
 from medssl.errors import MedsslError
 
-IMAGE_KINDS = {".png": "PNG/JPG", ".jpg": "PNG/JPG", ".jpeg": "PNG/JPG", ".tif": "PNG/JPG", ".tiff": "PNG/JPG",
-               ".gif": "PNG/JPG", ".bmp": "PNG/JPG", ".dcm": "DICOM", ".nii": "NIfTI", ".nii.gz": "NIfTI"}
 CHANNELS = ("all", "grey", "green")
 FOV_THRESHOLD = 0.1  # a fundus camera's field of view: red channel above 10 % of full scale
 
@@ -97,11 +94,6 @@ def random_patches(data: SegData, patch: int, n: int, seed: int = 0, splits: tup
 
 # ----------------------------------------------------------------------------------------------- folders
 
-def _kind(path: Path) -> str | None:
-    name = path.name.lower()
-    return next((k for suffix, k in IMAGE_KINDS.items() if name.endswith(suffix)), None)
-
-
 def _stem(path: Path) -> str:
     name = path.name
     suffix = next((s for s in IMAGE_KINDS if name.lower().endswith(s)), "")
@@ -118,13 +110,13 @@ def _pairs(root: Path, mask_suffix: str, fov_suffix: str | None) -> list[tuple[P
         image_dir = mask_dir = root
         fov_dir = root if fov_suffix else None
         mask_names = [mask_suffix]
-    files = sorted(p for p in image_dir.iterdir() if p.is_file() and _kind(p))
+    files = sorted(p for p in image_dir.iterdir() if p.is_file() and image_kind(p))
     suffixes = [s for s in (mask_suffix, fov_suffix) if s]
     images = [p for p in files if image_dir != mask_dir or not any(_stem(p).endswith(s) for s in suffixes)]
     if not images:
         raise MedsslError(f"{root}: no images found (expected NAME.png/.jpg/.tif/.gif/.nii.gz/.dcm files)")
-    masks = {_stem(p): p for p in mask_dir.iterdir() if p.is_file() and _kind(p)}
-    fovs = {_stem(p): p for p in fov_dir.iterdir() if p.is_file() and _kind(p)} if fov_dir else {}
+    masks = {_stem(p): p for p in mask_dir.iterdir() if p.is_file() and image_kind(p)}
+    fovs = {_stem(p): p for p in fov_dir.iterdir() if p.is_file() and image_kind(p)} if fov_dir else {}
     stems = {_stem(p) for p in images}
     pairs = []
     for image in images:
@@ -142,22 +134,6 @@ def _pairs(root: Path, mask_suffix: str, fov_suffix: str | None) -> list[tuple[P
                 raise MedsslError(f"{image.name}: no field-of-view mask named {stem}{fov_suffix or ''}.* in {fov_dir}")
         pairs.append((image, mask, fov))
     return pairs
-
-
-def _read(load, path: Path) -> np.ndarray:
-    try:
-        with warnings.catch_warnings():  # MONAI wraps PIL's read-only arrays; harmless, but it reaches stderr
-            warnings.filterwarnings("ignore", message=".*NumPy array is not writable")
-            img = load(path, _kind(path))
-    except Exception as e:  # any reader failure on a user's file is a user error, not a crash
-        raise MedsslError(f"{path.name}: cannot read as {_kind(path)} (corrupt file or wrong format)") from e
-    if img.ndim == 4 and img.shape[-1] == 1:
-        img = img[..., 0]
-    if img.ndim not in (3, 4):
-        raise MedsslError(f"{path.name}: expected a 2D or 3D image, got array of shape {img.shape}")
-    if not np.isfinite(img).all():
-        raise MedsslError(f"{path.name}: image contains NaN or Inf pixels")
-    return img
 
 
 def _binary(arr: np.ndarray, path: Path, what: str) -> np.ndarray:
@@ -220,26 +196,26 @@ def load_mask_folder(root: str | Path, *, mask_suffix: str = "_mask", fov: str =
     fov_suffix = None if fov in ("none", "threshold") else fov
     pairs = _pairs(root, mask_suffix, fov_suffix)
     val, test = _split_counts(len(pairs), val_count, test_count)
-    load = _make_loader()
+    load = image_reader()
     images, masks, fovs, native_masks, native_fovs = [], [], [], [], []
     first_layout: tuple[int, ...] = ()
     first_shape: tuple[int, ...] = ()
     for image_path, mask_path, fov_path in pairs:
-        raw = _read(load, image_path)
-        mask = _binary(_read(load, mask_path), mask_path, "mask")
+        raw = read_image(image_path, image_path.name, load)
+        mask = _binary(read_image(mask_path, mask_path.name, load), mask_path, "mask")
         if mask.shape[1:] != raw.shape[1:]:
             raise MedsslError(f"{mask_path.name}: mask size {mask.shape[1:]} differs from image {image_path.name}"
                               f" size {raw.shape[1:]}")
         if not mask.any():
             raise MedsslError(f"{mask_path.name}: mask is empty (no foreground pixel)")
         if fov_path is not None:
-            region = _binary(_read(load, fov_path), fov_path, "field-of-view mask")
+            region = _binary(read_image(fov_path, fov_path.name, load), fov_path, "field-of-view mask")
             if region.shape != mask.shape:
                 raise MedsslError(f"{fov_path.name}: field-of-view size {region.shape[1:]} differs from"
                                   f" image size {raw.shape[1:]}")
         else:
             region = threshold_fov(raw) if fov == "threshold" else None
-        img = _to_unit255(_select_channels(raw, channel, image_path), None)
+        img = to_unit255(_select_channels(raw, channel, image_path), None)
         # resizing makes sizes agree, but never the number of dimensions or channels
         layout = img.shape if size is None else (img.ndim, img.shape[0])
         if images and layout != first_layout:

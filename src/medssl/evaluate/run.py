@@ -232,14 +232,14 @@ def _query_image(query: str | int, data: ImageData, split: str) -> np.ndarray:
         if not 0 <= index < n:
             raise MedsslError(f"query index {index} is outside the {split} split (0..{n - 1})")
         return data.splits[split].images[index:index + 1]
-    from medssl.data.folder import _load_image, _make_loader
+    from medssl.data.folder import image_reader, load_image
 
     path = Path(query)
     if not path.is_file():
         raise MedsslError(f"query image not found: {path} (give an index into the '{split}' split or a file)")
     with warnings.catch_warnings():  # MONAI wraps PIL's read-only array and warns about it
         warnings.filterwarnings("ignore", message=".*NumPy array is not writable.*")
-        image = _load_image(path, path.name, _make_loader(), None, None)  # (C, *spatial) uint8
+        image = load_image(path, path.name, image_reader(), None, None)  # (C, *spatial) uint8
     if image.ndim - 1 != data.spatial_dims or image.shape[0] != data.channels:
         raise MedsslError(f"query image {path.name} is {image.ndim - 1}D with {image.shape[0]} channel(s); "
                           f"the data is {data.spatial_dims}D with {data.channels}")
