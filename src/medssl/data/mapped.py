@@ -12,10 +12,21 @@ import mmap
 import struct
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # the zip local file header, up to the name and extra fields
+
+
+def read_npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the .npy at the stream's position, which is left at the data.
+    Raises ValueError for a malformed header or an unknown format version."""
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise ValueError(f"unknown .npy version {version}")
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return reader(stream, max_header_size=10_000)
 
 
 def map_npz_member(path: str | Path, key: str) -> np.ndarray | None:
@@ -31,11 +42,7 @@ def map_npz_member(path: str | Path, key: str) -> np.ndarray | None:
         name_length, extra_length = header[-2], header[-1]
         npy_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
         file.seek(npy_start)
-        version = np.lib.format.read_magic(file)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        if version not in read_header:
-            return None
-        shape, fortran_order, dtype = read_header[version](file)
+        shape, fortran_order, dtype = read_npy_header(file)
         data_start = file.tell()
         if fortran_order or dtype.hasobject:
             return None

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from medssl.data.dataset import SPLITS, ImageData, Split
-from medssl.data.mapped import map_npz_member
+from medssl.data.mapped import map_npz_member, read_npy_header
 from medssl.errors import MedsslError
 
 MAP_ABOVE_BYTES = 256 * 2**20  # larger uncompressed uint8 members are memory-mapped, not read into memory
@@ -38,12 +38,10 @@ def check_members(path: Path, keys: list[str], map_above: int = MAP_ABOVE_BYTES)
             for key in keys:
                 info = archive.getinfo(f"{key}.npy")
                 with archive.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    if version not in ((1, 0), (2, 0), (3, 0)):
-                        raise MedsslError(f"{path}: member '{key}' has unknown .npy version {version}")
-                    reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)
-                    shape, fortran_order, dtype = reader(member, max_header_size=10_000)
+                    try:
+                        shape, fortran_order, dtype = read_npy_header(member)
+                    except ValueError as err:
+                        raise MedsslError(f"{path}: member '{key}' has an unreadable .npy header ({err})") from None
                     header = member.tell()
                 if dtype.hasobject:
                     raise MedsslError(f"{path}: member '{key}' holds Python objects (a pickle); refused")
