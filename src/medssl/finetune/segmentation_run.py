@@ -83,6 +83,8 @@ def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, pr
         if split not in data.splits or len(data.splits[split]) == 0:
             raise MedsslError(f"segmentation needs '{split}' images")
     model, transfer, spec = build_segmenter(config, data)
+    if config.channels_last:  # as in pre-training and classification: faster convolutions
+        model.encoder.use_channels_last()
     chosen = labelled_images(len(data.splits["train"]), config)
     train = data.splits["train"].subset(chosen)
 
