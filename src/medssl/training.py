@@ -14,6 +14,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import CSVLogger
@@ -304,25 +305,28 @@ def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list 
                  validate: bool = True, strategy: str = "auto", num_nodes: int = 1, sync_batchnorm: bool = False,
                  deterministic: bool = False, max_steps: int | None = None) -> pl.Trainer:
     quiet_lightning()
-    return pl.Trainer(
-        max_epochs=epochs,
-        max_steps=max_steps if max_steps is not None else -1,
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-        sync_batchnorm=sync_batchnorm,
-        deterministic=deterministic or None,
-        precision=precision,
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=run_dir,
-        logger=CSVLogger(run_dir, name="logs", version=""),
-        callbacks=callbacks or [],
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks or []),
-        limit_val_batches=1.0 if validate else 0,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        use_distributed_sampler=False,  # our loaders shard whole batches by rank themselves
-    )
+    try:
+        return pl.Trainer(
+            max_epochs=epochs,
+            max_steps=max_steps if max_steps is not None else -1,
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            sync_batchnorm=sync_batchnorm,
+            deterministic=deterministic or None,
+            precision=precision,
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=run_dir,
+            logger=CSVLogger(run_dir, name="logs", version=""),
+            callbacks=callbacks or [],
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks or []),
+            limit_val_batches=1.0 if validate else 0,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+            use_distributed_sampler=False,  # our loaders shard whole batches by rank themselves
+        )
+    except (ValueError, MisconfigurationException) as err:  # an unknown strategy, an absent GPU, ...
+        raise MedsslError(str(err).splitlines()[0]) from None

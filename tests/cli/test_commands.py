@@ -93,3 +93,11 @@ def test_impossible_device_request_is_one_line_and_writes_nothing(tmp_path, caps
         pytest.skip("this machine has a GPU")
     assert_one_line_error(subprocess.CompletedProcess([], code, captured.out, captured.err), "gpu")
     assert not (tmp_path / "gpu").exists()
+
+
+def test_unknown_lightning_strategy_is_one_line_and_writes_nothing(tmp_path, capsys):
+    code = main(["pretrain", "--data", "synthetic:lesions2d?n=160", "--strategy", "nonsense",
+                 "--out", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    assert_one_line_error(subprocess.CompletedProcess([], code, captured.out, captured.err), "invalid strategy")
+    assert not (tmp_path / "run").exists()

@@ -32,14 +32,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedsslError as err:
         print(f"medssl: error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:
-        # Lightning reports impossible device requests (e.g. --accelerator gpu on a CPU machine) this way
-        from lightning_fabric.utilities.exceptions import MisconfigurationException
-
-        if not isinstance(err, MisconfigurationException):
-            raise
-        print(f"medssl: error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("medssl: interrupted", file=sys.stderr)
         return 130
