@@ -63,5 +63,5 @@ def test_comparisons_pair_by_seed_not_by_order():
     rows += [_row("simclr", 0, 0.9, fraction=1.0)]  # no scratch partner at 100 %: not compared
     (comparison,) = compare_to_scratch(rows)
     assert comparison.condition["method"] == "simclr" and comparison.condition["label_fraction"] == 0.1
-    assert comparison.auc.mean_diff == pytest.approx(0.1) and comparison.auc.wins == 4
-    assert comparison.auc.low == pytest.approx(0.1) and comparison.minority_recall.mean_diff == pytest.approx(0.05)
+    assert comparison.score.mean_diff == pytest.approx(0.1) and comparison.score.wins == 4
+    assert comparison.score.low == pytest.approx(0.1) and comparison.minority_recall.mean_diff == pytest.approx(0.05)

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     run = study_sub.add_parser("run", help="run (or resume) a study")
     run.add_argument("spec", nargs="?", help="study spec YAML (or use --preset)")
-    run.add_argument("--preset", help="quick | label-fractions | imbalance | policies | full")
+    run.add_argument("--preset", help="quick | label-fractions | imbalance | policies | segment-labels | full")
     run.add_argument("--data", action="append", help="dataset spec (repeatable); replaces the spec's datasets")
     run.add_argument("--db", required=True, help="SQLite results database (created if absent)")
     run.add_argument("--out", help="directory for run dirs (default: next to the DB, <db name>-runs)")
@@ -80,7 +80,8 @@ def run_presets(args: argparse.Namespace) -> None:
         return
     for name in PRESETS:
         spec = preset(name)
-        cells = (len(spec.methods) * len(spec.backbones) * len(spec.label_fractions) * len(spec.imbalance_ratios)
+        cells = (len(spec.methods) * len(spec.backbones) * len(spec.label_levels) * len(spec.imbalance_ratios)
                  * len(spec.policies) * len(spec.seeds))
-        print(f"{name:<16}{cells:>5} fine-tuning cells per dataset: methods {','.join(spec.methods)};"
-              f" fractions {','.join(f'{f:g}' for f in spec.label_fractions)}")
+        labels = (f"labelled images {','.join(map(str, spec.label_counts))}" if spec.label_counts else
+                  f"fractions {','.join(f'{f:g}' for f in spec.label_fractions)}")
+        print(f"{name:<16}{cells:>5} {spec.task} cells per dataset: methods {','.join(spec.methods)}; {labels}")

@@ -8,6 +8,7 @@ from medssl.errors import MedsslError
 from medssl.study.spec import StudySpec, parse_spec
 
 DEFAULT_DATA = "synthetic:lesions2d"
+DEFAULT_SEGMENTATION_DATA = "synthetic:blobs2d"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,12 @@ PRESETS: dict[str, dict] = {
                  "label_fractions": [0.1], "imbalance_ratios": [None, 10],
                  "policies": ["none", "flips", "rot90", "rotate", "scale", "default", "balanced", "weighted",
                               "focal", "mixup", "smooth", "scale+balanced", "scale+focal"]},
+    # Zhang et al. / Models Genesis: does a pre-trained encoder + decoder help segmentation with few masks?
+    "segment-labels": {"name": "segment-labels", "task": "segment", "backbones": ["resnet10x0.5"], "seeds": 3,
+                       "methods": ["scratch", "autoencoder", "genesis", "spark", "simclr"],
+                       "label_counts": [1, 2, 4, 8, 16],
+                       "pretrain": {"epochs": 100, "batch_size": 64, "lr": 1e-3, "seed": "same", "crops": 4096},
+                       "finetune": {"epochs": 20, "steps_per_epoch": 60, "batch_size": 8, "patch_size": 96}},
     "full": {**_PAPER, "name": "full",
              "methods": ["scratch", "simclr", "byol", "barlow", "rotation", "genesis", "spark", "rotation+simclr"],
              "backbones": ["resnet10x0.5", "resnet18"],
@@ -75,4 +82,5 @@ PRESETS: dict[str, dict] = {
 def preset(name: str, datasets: list[str] | None = None, seeds: int | None = None) -> StudySpec:
     if name not in PRESETS:
         raise MedsslError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
-    return parse_spec({**PRESETS[name], "datasets": [DEFAULT_DATA]}, datasets=datasets, seeds=seeds)
+    default = DEFAULT_SEGMENTATION_DATA if PRESETS[name].get("task") == "segment" else DEFAULT_DATA
+    return parse_spec({**PRESETS[name], "datasets": [default]}, datasets=datasets, seeds=seeds)

@@ -19,7 +19,17 @@ import numpy as np
 from medssl.errors import MedsslError
 from medssl.runio import write_text
 from medssl.study.spec import SCRATCH
-from medssl.study.stats import CONDITION, MIN_PAIRS, Comparison, compare_to_scratch, conditions, describe
+from medssl.study.stats import (
+    AUC,
+    CONDITION,
+    MIN_PAIRS,
+    Comparison,
+    Metric,
+    compare_to_scratch,
+    conditions,
+    describe,
+    task_metric,
+)
 from medssl.study.store import Store
 
 
@@ -58,6 +68,18 @@ def _fraction(fraction: float) -> str:
     return f"{fraction * 100:g} %"
 
 
+def _labels(condition: dict) -> str:
+    """The point on the labels axis, as a phrase: '10 % labels' or '4 labelled images'."""
+    count = condition.get("label_count")
+    if count is not None:
+        return f"{count} labelled image{'s' if count != 1 else ''}"
+    return f"{_fraction(condition['label_fraction'])} labels"
+
+
+def _labels_axis(spec: dict) -> str:
+    return "label_count" if spec.get("label_counts") else "label_fraction"
+
+
 def load(db: str | Path, study: str | None = None) -> tuple[dict, list[dict], list[dict]]:
     """(study record, fine-tuning rows, pre-training rows) of ``study`` (a spec hash; default: the latest)."""
     store = Store(db, create=False)
@@ -85,8 +107,10 @@ def _png(fig: object) -> str:
 
 def _reference(spec: dict) -> dict:
     """The levels other factors are held at when a plot varies one factor."""
-    return {"label_fraction": spec["label_fractions"][0], "imbalance_ratio": spec["imbalance_ratios"][0],
-            "policy": spec["policies"][0], "backbone": _backbone_label(spec["backbones"][0])}
+    labels = {"label_count": spec["label_counts"][0]} if spec.get("label_counts") else \
+        {"label_fraction": spec["label_fractions"][0]}
+    return {**labels, "imbalance_ratio": spec["imbalance_ratios"][0], "policy": spec["policies"][0],
+            "backbone": _backbone_label(spec["backbones"][0])}
 
 
 def _backbone_label(b: dict) -> str:
@@ -98,7 +122,7 @@ def _same_upstream(row: dict) -> bool:
 
 
 def _select(rows: list[dict], **levels: object) -> list[dict]:
-    return [r for r in rows if _same_upstream(r) and all(r[k] == v for k, v in levels.items())]
+    return [r for r in rows if _same_upstream(r) and all(r.get(k) == v for k, v in levels.items())]
 
 
 def _line_plot(rows: list[dict], spec: dict, x: str, y: str, held: dict, xlabel: str, ylabel: str) -> str:
@@ -121,7 +145,8 @@ def _line_plot(rows: list[dict], spec: dict, x: str, y: str, held: dict, xlabel:
             high = np.array([p[1].high if not math.isnan(p[1].high) else p[1].mean for p in points])
             ax.errorbar(xs, means, yerr=[means - low, high - means], marker="o", capsize=3, label=method)
         levels = sorted({r[x] for r in rows if r[x] is not None})
-        ax.set_xscale("log")
+        if len(levels) > 1 and levels[0] > 0:
+            ax.set_xscale("log")
         ax.set_xticks(levels, [f"{v * 100:g} %" if x == "label_fraction" else f"{v:g}" for v in levels])
         ax.minorticks_off()
         ax.set_xlabel(xlabel)
@@ -132,7 +157,7 @@ def _line_plot(rows: list[dict], spec: dict, x: str, y: str, held: dict, xlabel:
     return _png(fig)
 
 
-def _heatmap(comparisons: list[Comparison], spec: dict) -> str:
+def _heatmap(comparisons: list[Comparison], spec: dict, metric: Metric) -> str:
     import matplotlib.pyplot as plt
 
     cols = spec["datasets"]
@@ -140,9 +165,9 @@ def _heatmap(comparisons: list[Comparison], spec: dict) -> str:
     grid = np.full((len(rows), len(cols)), np.nan)
     for i, (method, upstream) in enumerate(rows):
         for j, dataset in enumerate(cols):
-            diffs = [c.auc.mean_diff for c in comparisons if c.condition["method"] == method
+            diffs = [c.score.mean_diff for c in comparisons if c.condition["method"] == method
                      and c.condition["upstream"] == upstream and c.condition["dataset"] == dataset
-                     and not math.isnan(c.auc.mean_diff)]
+                     and not math.isnan(c.score.mean_diff)]
             if diffs:
                 grid[i, j] = float(np.mean(diffs))
     limit = max(0.01, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 0.01
@@ -157,7 +182,7 @@ def _heatmap(comparisons: list[Comparison], spec: dict) -> str:
     ax.set_yticks(range(len(rows)), [f"{m} @ {u}" for m, u in rows], fontsize=8)
     ax.set_xlabel("downstream (fine-tuning) data")
     ax.set_ylabel("method @ upstream (pre-training) data")
-    fig.colorbar(image, ax=ax, label="mean Δ AUC vs scratch")
+    fig.colorbar(image, ax=ax, label=f"mean Δ {metric.name} vs scratch")
     return _png(fig)
 
 
@@ -209,39 +234,59 @@ def _confusions(rows: list[dict], spec: dict, held: dict) -> str | None:
 
 
 # --- tables and findings ------------------------------------------------------------------------------------
-CONDITION_COLUMNS = ["dataset", "upstream", "method", "backbone", "label_fraction", "imbalance_ratio", "policy",
-                     "n", "auc_mean", "auc_sd", "auc_ci95", "minority_recall_mean", "minority_recall_ci95"]
-PAIRED_COLUMNS = ["dataset", "upstream", "method", "backbone", "label_fraction", "imbalance_ratio", "policy", "n",
-                  "delta_auc", "delta_auc_ci95", "wilcoxon_p", "wins", "delta_minority_recall",
-                  "delta_minority_recall_ci95"]
+def _factor_columns(segment: bool) -> list[str]:
+    if segment:
+        return ["dataset", "upstream", "method", "backbone", "labels"]
+    return ["dataset", "upstream", "method", "backbone", "label_fraction", "imbalance_ratio", "policy"]
 
 
-def _condition_cells(condition: dict) -> list[str]:
-    return [str(condition["dataset"]), str(condition["upstream"]), condition["method"], condition["backbone"],
-            f"{condition['label_fraction']:g}", _ratio(condition["imbalance_ratio"]), condition["policy"]]
+def _condition_cells(condition: dict, segment: bool = False) -> list[str]:
+    head = [str(condition["dataset"]), str(condition["upstream"]), condition["method"], condition["backbone"]]
+    if segment:
+        return [*head, _labels(condition)]
+    return [*head, f"{condition['label_fraction']:g}", _ratio(condition["imbalance_ratio"]), condition["policy"]]
 
 
-def condition_table(rows: list[dict]) -> Table:
+def condition_table(rows: list[dict], metric: Metric = AUC) -> Table:
+    segment = metric.column != "test_auc"
+    key = metric.name.lower()
     out = []
-    for key, group in conditions(rows).items():
-        auc = describe([r["test_auc"] for r in group])
-        recall = describe([r["minority_recall"] for r in group])
-        out.append([*_condition_cells(dict(zip(CONDITION, key, strict=True))), str(len(group)), _num(auc.mean),
-                    _num(auc.sd), _ci(auc.low, auc.high), _num(recall.mean), _ci(recall.low, recall.high)])
-    return Table("Test AUC and minority-class recall per condition (mean over seeds, 95 % bootstrap CI)",
-                 CONDITION_COLUMNS, out)
+    for condition_key, group in conditions(rows).items():
+        score = describe([r[metric.column] for r in group])
+        cells = [*_condition_cells(dict(zip(CONDITION, condition_key, strict=True)), segment), str(len(group)),
+                 _num(score.mean), _num(score.sd), _ci(score.low, score.high)]
+        if not segment:
+            recall = describe([r["minority_recall"] for r in group])
+            cells += [_num(recall.mean), _ci(recall.low, recall.high)]
+        out.append(cells)
+    columns = [*_factor_columns(segment), "n", f"{key}_mean", f"{key}_sd", f"{key}_ci95"]
+    title = f"Test {metric.name} per condition (mean over seeds, 95 % bootstrap CI)"
+    if not segment:
+        columns += ["minority_recall_mean", "minority_recall_ci95"]
+        title = "Test AUC and minority-class recall per condition (mean over seeds, 95 % bootstrap CI)"
+    return Table(title, columns, out)
 
 
-def paired_table(comparisons: list[Comparison]) -> Table:
-    out = [[*_condition_cells(c.condition), str(c.auc.n), _num(c.auc.mean_diff, sign=True),
-            _ci(c.auc.low, c.auc.high, sign=True), _num(c.auc.wilcoxon_p, 3), f"{c.auc.wins}/{c.auc.n}",
-            _num(c.minority_recall.mean_diff, sign=True), _ci(c.minority_recall.low, c.minority_recall.high, sign=True)]
-           for c in comparisons]
-    return Table("Each method minus scratch, paired by seed (same nested labelled subset)", PAIRED_COLUMNS, out)
+def paired_table(comparisons: list[Comparison], metric: Metric = AUC) -> Table:
+    segment = metric.column != "test_auc"
+    key = metric.name.lower()
+    out = []
+    for c in comparisons:
+        d = c.score
+        cells = [*_condition_cells(c.condition, segment), str(d.n), _num(d.mean_diff, sign=True),
+                 _ci(d.low, d.high, sign=True), _num(d.wilcoxon_p, 3), f"{d.wins}/{d.n}"]
+        if c.minority_recall is not None:
+            r = c.minority_recall
+            cells += [_num(r.mean_diff, sign=True), _ci(r.low, r.high, sign=True)]
+        out.append(cells)
+    columns = [*_factor_columns(segment), "n", f"delta_{key}", f"delta_{key}_ci95", "wilcoxon_p", "wins"]
+    if not segment:
+        columns += ["delta_minority_recall", "delta_minority_recall_ci95"]
+    return Table("Each method minus scratch, paired by seed (same nested labelled subset)", columns, out)
 
 
 def _context(condition: dict, spec: dict) -> str:
-    parts = [f"at {_fraction(condition['label_fraction'])} labels"]
+    parts = [f"with {_labels(condition)}" if condition.get("label_count") is not None else f"at {_labels(condition)}"]
     if condition["imbalance_ratio"] is not None:
         parts.append(f"with {_ratio(condition['imbalance_ratio'])} imbalance")
     if len(spec["policies"]) > 1 or condition["policy"] != "default":
@@ -257,33 +302,53 @@ def _context(condition: dict, spec: dict) -> str:
 MAX_FINDINGS = 40
 
 
-def findings(comparisons: list[Comparison], spec: dict) -> list[str]:
+def findings(comparisons: list[Comparison], spec: dict, metric: Metric = AUC) -> list[str]:
     """One sentence per comparison, decided by the paired 95 % CI; significant ones first."""
     decided, open_ = [], []
+    name = metric.name
     for c in comparisons:
-        d = c.auc
+        d = c.score
         where = _context(c.condition, spec)
         stats = f"{d.n} paired seeds, Wilcoxon p = {_num(d.wilcoxon_p, 2)}"
         if d.verdict == "better":
-            text = f"{c.condition['method']} beats scratch {where} by {d.mean_diff:+.3f} AUC " \
+            text = f"{c.condition['method']} beats scratch {where} by {d.mean_diff:+.3f} {name} " \
                    f"[{d.low:+.3f}, {d.high:+.3f}] ({stats})."
         elif d.verdict == "worse":
-            text = f"{c.condition['method']} is worse than scratch {where} by {d.mean_diff:+.3f} AUC " \
+            text = f"{c.condition['method']} is worse than scratch {where} by {d.mean_diff:+.3f} {name} " \
                    f"[{d.low:+.3f}, {d.high:+.3f}] ({stats})."
         elif d.n < MIN_PAIRS:
-            text = f"{c.condition['method']} vs scratch {where}: {_num(d.mean_diff, 3, sign=True)} AUC from " \
+            text = f"{c.condition['method']} vs scratch {where}: {_num(d.mean_diff, 3, sign=True)} {name} from " \
                    f"{d.n} paired seed(s), too few for a verdict: inconclusive."
         else:
-            text = f"{c.condition['method']} vs scratch {where}: inconclusive, {d.mean_diff:+.3f} AUC " \
+            text = f"{c.condition['method']} vs scratch {where}: inconclusive, {d.mean_diff:+.3f} {name} " \
                    f"[{d.low:+.3f}, {d.high:+.3f}] ({stats})."
         r = c.minority_recall
-        if c.condition["imbalance_ratio"] is not None and r.verdict != "inconclusive":
+        if r is not None and c.condition["imbalance_ratio"] is not None and r.verdict != "inconclusive":
             text += f" Minority-class recall {r.mean_diff:+.3f} [{r.low:+.3f}, {r.high:+.3f}]."
         (decided if d.verdict != "inconclusive" else open_).append(text)
     lines = decided + open_
     if len(lines) > MAX_FINDINGS:
         lines = [*lines[:MAX_FINDINGS], f"… and {len(lines) - MAX_FINDINGS} more comparisons in the table."]
     return lines
+
+
+def _classification_figures(report: Report, rows: list[dict], spec: dict, ref: dict) -> None:
+    if len([r for r in spec["imbalance_ratios"] if r is not None]) >= 2:
+        report.figures.append((
+            f"Minority-class recall vs imbalance ratio (majority:minority; {_fraction(ref['label_fraction'])} labels, "
+            f"policy '{ref['policy']}')",
+            _line_plot(rows, spec, "imbalance_ratio", "minority_recall", {k: ref[k] for k in ("label_fraction",
+                                                                                              "policy", "backbone")},
+                       "imbalance ratio (majority / minority)", "minority-class recall")))
+    else:
+        report.notes.append("Imbalance was not varied in this study (no minority-recall-vs-ratio plot).")
+    held = {k: ref[k] for k in ("label_fraction", "imbalance_ratio", "backbone")}
+    report.figures.append((f"Test AUC per training policy ({_fraction(ref['label_fraction'])} labels, "
+                           f"{_ratio(ref['imbalance_ratio'])} imbalance)", _policy_bars(rows, spec, held)))
+    confusion = _confusions(rows, spec, {**held, "policy": ref["policy"]})
+    if confusion is not None:
+        report.figures.append((f"Test confusion matrices at {_fraction(ref['label_fraction'])} labels "
+                               "(counts; colour = row-normalised recall)", confusion))
 
 
 def build(db: str | Path, study: str | None = None) -> Report:
@@ -296,36 +361,25 @@ def build(db: str | Path, study: str | None = None) -> Report:
     if not rows:
         report.notes.append("No fine-tuning cell has finished yet.")
         return report
-    comparisons = compare_to_scratch(rows)
-    report.tables = [condition_table(rows), paired_table(comparisons)]
-    report.findings = findings(comparisons, spec)
+    metric = task_metric(spec.get("task"))
+    comparisons = compare_to_scratch(rows, metric)
+    report.tables = [condition_table(rows, metric), paired_table(comparisons, metric)]
+    report.findings = findings(comparisons, spec, metric)
     ref = _reference(spec)
-    report.figures.append((
-        f"Test AUC vs label fraction per method (mean, 95 % CI; {_ratio(ref['imbalance_ratio'])} imbalance, "
-        f"policy '{ref['policy']}', {ref['backbone']})",
-        _line_plot(rows, spec, "label_fraction", "test_auc", {k: ref[k] for k in ("imbalance_ratio", "policy",
-                                                                                  "backbone")},
-                   "label fraction", "test AUC")))
-    if len([r for r in spec["imbalance_ratios"] if r is not None]) >= 2:
-        report.figures.append((
-            f"Minority-class recall vs imbalance ratio (majority:minority; {_fraction(ref['label_fraction'])} labels, "
-            f"policy '{ref['policy']}')",
-            _line_plot(rows, spec, "imbalance_ratio", "minority_recall", {k: ref[k] for k in ("label_fraction",
-                                                                                              "policy", "backbone")},
-                       "imbalance ratio (majority / minority)", "minority-class recall")))
-    else:
-        report.notes.append("Imbalance was not varied in this study (no minority-recall-vs-ratio plot).")
+    axis = _labels_axis(spec)
+    segment = spec.get("task") == "segment"
+    held = {"backbone": ref["backbone"]} if segment else {k: ref[k] for k in ("imbalance_ratio", "policy", "backbone")}
+    setting = ref["backbone"] if segment else \
+        f"{_ratio(ref['imbalance_ratio'])} imbalance, policy '{ref['policy']}', {ref['backbone']}"
+    xlabel = "labelled images" if axis == "label_count" else "label fraction"
+    report.figures.append((f"Test {metric.name} vs {xlabel} per method (mean, 95 % CI; {setting})",
+                           _line_plot(rows, spec, axis, metric.column, held, xlabel, f"test {metric.name}")))
+    if not segment:
+        _classification_figures(report, rows, spec, ref)
     if comparisons:
-        report.figures.append(("Upstream × downstream: mean paired Δ AUC vs scratch over all conditions",
-                               _heatmap(comparisons, spec)))
-    held = {k: ref[k] for k in ("label_fraction", "imbalance_ratio", "backbone")}
-    report.figures.append((f"Test AUC per training policy ({_fraction(ref['label_fraction'])} labels, "
-                           f"{_ratio(ref['imbalance_ratio'])} imbalance)", _policy_bars(rows, spec, held)))
-    confusion = _confusions(rows, spec, {**held, "policy": ref["policy"]})
-    if confusion is not None:
-        report.figures.append((f"Test confusion matrices at {_fraction(ref['label_fraction'])} labels "
-                               "(counts; colour = row-normalised recall)", confusion))
-    if any(c.auc.n and c.auc.n < 6 for c in comparisons):
+        report.figures.append((f"Upstream × downstream: mean paired Δ {metric.name} vs scratch over all conditions",
+                               _heatmap(comparisons, spec, metric)))
+    if any(c.score.n and c.score.n < 6 for c in comparisons):
         report.notes.append("With fewer than 6 paired seeds a two-sided Wilcoxon signed-rank test cannot reach "
                             "p < 0.05; verdicts use the paired bootstrap CI, which is optimistic for so few seeds.")
     seconds = sum(r["duration_s"] or 0 for r in rows + pretrains)

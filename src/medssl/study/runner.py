@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medssl import __version__
-from medssl.config import FinetuneConfig, PretrainConfig
+from medssl.config import FinetuneConfig, PretrainConfig, SegmentConfig
 from medssl.data.dataset import ImageData
+from medssl.data.masks import SegData, load_seg_data, random_patches
 from medssl.errors import MedsslError
 from medssl.runio import is_complete
-from medssl.study.spec import SAME, SCRATCH, StudySpec, policy_overrides
+from medssl.study.spec import DEFAULT_CROPS, MASK_KEYS, SAME, SCRATCH, StudySpec, policy_overrides
 from medssl.study.store import Cell, Heartbeat, Store
 
 POLL_S = 2.0
@@ -45,14 +46,18 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
     """Every cell of the grid: pre-training cells first (each once), then fine-tuning cells."""
     runs_dir = Path(runs_dir).resolve()
     common = {"size": spec.size, **spec.run}
-    pre_settings = {k: v for k, v in spec.pretrain.items() if k != "seed"}
+    pre_settings = {k: v for k, v in spec.pretrain.items() if k not in ("seed", "crops")}
     pre_seed = spec.pretrain.get("seed", SAME)
+    segment = spec.task == "segment"
     pretrains: dict[str, Cell] = {}
     finetunes: list[Cell] = []
 
-    def pretrain_cell(upstream: str, method: str, backbone_name: str, width: float, seed: int) -> str:
+    def pretrain_cell(upstream: str, method: str, backbone_name: str, width: float, seed: int, crops_of: bool) -> str:
         config = {"data": upstream, "method": method, "backbone": backbone_name, "width": width, "seed": seed,
                   **common, **pre_settings}
+        if crops_of:  # pre-train on crops of the segmentation images (no mask is read into the pool)
+            config["crops"] = {"n": spec.pretrain.get("crops", DEFAULT_CROPS),
+                               "patch": spec.finetune.get("patch_size", SegmentConfig.patch_size), **spec.masks}
         name = f"{method}-{backbone_name}x{width:g}-s{seed}-{_digest(config)}"
         key = f"pretrain/{_slug(upstream)}/{name}"
         labels = {"dataset": upstream, "method": method, "backbone": f"{backbone_name}x{width:g}", "width": width,
@@ -60,23 +65,27 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
         pretrains.setdefault(key, Cell(key, "pretrain", None, config, labels, str(runs_dir / key), 0))
         return key
 
-    grid = itertools.product(spec.datasets, spec.upstream, spec.methods, spec.backbones, spec.label_fractions,
+    grid = itertools.product(spec.datasets, spec.upstream, spec.methods, spec.backbones, spec.label_levels,
                              spec.imbalance_ratios, spec.policies, spec.seeds)
-    for dataset, upstream, method, b, fraction, ratio, policy, seed in grid:
+    for dataset, upstream, method, b, (fraction, count), ratio, policy, seed in grid:
         if method == SCRATCH and upstream != spec.upstream[0]:
             continue  # scratch has no upstream: one arm per downstream dataset
         up = dataset if upstream == SAME else upstream
-        depends = None if method == SCRATCH else pretrain_cell(up, method, b.name, b.width,
-                                                                seed if pre_seed == SAME else pre_seed)
-        config = {"data": dataset, "backbone": b.name, "width": b.width, "seed": seed, "label_fraction": fraction,
-                  "imbalance_ratio": ratio, **common, **spec.finetune, **policy_overrides(policy)}
+        depends = None if method == SCRATCH else pretrain_cell(
+            up, method, b.name, b.width, seed if pre_seed == SAME else pre_seed, segment and upstream == SAME)
+        config = {"data": dataset, "backbone": b.name, "width": b.width, "seed": seed, **common, **spec.finetune}
+        if segment:
+            config.update(spec.masks, label_fraction=fraction or 1.0, label_count=count)
+        else:
+            config.update(label_fraction=fraction, imbalance_ratio=ratio, **policy_overrides(policy))
         labels = {"dataset": dataset, "upstream": "-" if method == SCRATCH else up, "method": method,
-                  "backbone": b.label, "width": b.width, "label_fraction": fraction, "imbalance_ratio": ratio,
-                  "policy": policy, "seed": seed}
+                  "backbone": b.label, "width": b.width, "label_fraction": fraction, "label_count": count,
+                  "imbalance_ratio": ratio, "policy": policy, "seed": seed, "task": spec.task}
         ratio_tag = "nat" if ratio is None else f"{ratio:g}"
+        labels_tag = f"n{count}" if count is not None else f"f{fraction:g}"
         digest = _digest({**config, "pretrain": depends})
-        name = f"{method}-{b.label}-f{fraction:g}-r{ratio_tag}-{policy}-s{seed}-{digest}"
-        key = f"finetune/{_slug(dataset)}/{name}"
+        name = f"{method}-{b.label}-{labels_tag}-r{ratio_tag}-{policy}-s{seed}-{digest}"
+        key = f"{'segment' if segment else 'finetune'}/{_slug(dataset)}/{name}"
         finetunes.append(Cell(key, "finetune", depends, config, labels, str(runs_dir / key), 0))
     cells = [*pretrains.values(), *finetunes]
     for seq, cell in enumerate(cells):
@@ -99,8 +108,15 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
         raise MedsslError(f"workers must be >= 1, got {workers}")
     started = time.perf_counter()
     cache: dict[tuple, ImageData] = {}
-    for dataset in {*spec.datasets, *(u for u in spec.upstream if u != SAME)}:
-        _data({"data": dataset, "size": spec.size}, cache)  # bad data fails here, before the DB is touched
+    # bad data fails here, before the DB is touched
+    for dataset in spec.datasets:
+        if spec.task == "segment":
+            _seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache)
+        else:
+            _data({"data": dataset, "size": spec.size}, cache)
+    for upstream in spec.upstream:
+        if upstream != SAME:
+            _data({"data": upstream, "size": spec.size}, cache)
     store = Store(db, lease_s=lease_s)
     try:
         store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
@@ -162,8 +178,9 @@ def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: flo
             store.finish(cell.key, row)
             ran += 1
             counts = store.counts(spec_hash)
-            auc = f": test AUC {row['test_auc']:.3f}" if row.get("test_auc") is not None else ""
-            print(f"[{counts.get('done', 0)}/{sum(counts.values())}] {cell.key}{auc}"
+            score = next((f": test {name} {row[key]:.3f}" for key, name in (("test_auc", "AUC"), ("test_dice", "Dice"))
+                          if row.get(key) is not None), "")
+            print(f"[{counts.get('done', 0)}/{sum(counts.values())}] {cell.key}{score}"
                   f" ({row['finished_at'] - started:.0f} s)", file=sys.stderr)
     finally:
         store.close()
@@ -178,6 +195,26 @@ def _data(config: dict, cache: dict) -> ImageData:
     return cache[key]
 
 
+def _seg_data(config: dict, cache: dict) -> SegData:
+    """Segmentation data of a fine-tuning config or of a pre-training config's ``crops`` (cached per load)."""
+    options = {k: config.get("crops", config).get(k) for k in MASK_KEYS}
+    options = {k: v for k, v in options.items() if v is not None}
+    seed = config.get("seed", 0) if config["data"].startswith("synthetic:") else 0  # only generators use it
+    key = ("segment", config["data"], config.get("size"), seed, tuple(sorted(options.items())))
+    if key not in cache:
+        cache[key] = load_seg_data(config["data"], seed=seed, size=config.get("size"), **options)
+    return cache[key]
+
+
+def _pretraining_data(config: dict, cache: dict) -> ImageData:
+    if "crops" not in config:
+        return _data(config, cache)
+    seg = _seg_data(config, cache)
+    patch = min(config["crops"]["patch"], *seg.splits["train"].images.shape[2:])
+    splits = tuple(s for s in ("train", "val") if s in seg.splits)  # never a test image
+    return random_patches(seg, patch, config["crops"]["n"], seed=config["seed"], splits=splits)
+
+
 def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) -> dict:
     """Run one cell (or adopt its run dir if a killed worker finished it before recording it)."""
     from medssl import api
@@ -186,25 +223,34 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
     if run_dir.exists() and not is_complete(run_dir):
         shutil.rmtree(run_dir)  # left by a killed worker; the runner owns its run dirs
     row = {"kind": cell.kind, **{k: cell.labels.get(k) for k in ("dataset", "upstream", "method", "backbone",
-                                                                 "width", "label_fraction", "imbalance_ratio",
-                                                                 "policy", "seed")}}
+                                                                 "width", "label_fraction", "label_count",
+                                                                 "imbalance_ratio", "policy", "seed", "task")}}
     row["run_dir"] = str(run_dir)
     if cell.kind == "pretrain":
-        data = _data(cell.config, cache)
-        pre_config = PretrainConfig(**cell.config, out=str(run_dir))
+        data = _pretraining_data(cell.config, cache)
+        pre_config = PretrainConfig(**{k: v for k, v in cell.config.items() if k != "crops"}, out=str(run_dir))
         if not is_complete(run_dir):
             api.pretrain(pre_config, data=data, progress=progress)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         return {**row, "config": json.dumps(pre_config.to_dict(), sort_keys=True), "metrics": json.dumps(metrics),
                 "duration_s": metrics.get("duration_s")}
 
-    data = _data(cell.config, cache)
     checkpoint = "scratch"
     if cell.depends_on is not None:
         encoder = store.result(cell.depends_on)
         if encoder is None:
             raise MedsslError(f"pre-training cell {cell.depends_on} has no result")
         checkpoint = encoder["run_dir"]
+    if cell.labels.get("task") == "segment":
+        seg_config = SegmentConfig(**cell.config, checkpoint=checkpoint, out=str(run_dir))
+        row["config"] = json.dumps(seg_config.to_dict(), sort_keys=True)
+        if not is_complete(run_dir):
+            api.finetune_segmentation(seg_config, data=_seg_data(cell.config, cache), progress=False)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        return {**row, "metrics": json.dumps(metrics), "duration_s": metrics.get("duration_s"),
+                "test_dice": metrics["test"]["dice"], "n_labelled": metrics["train"]["n"]}
+
+    data = _data(cell.config, cache)
     config = FinetuneConfig(**cell.config, checkpoint=checkpoint, out=str(run_dir))
     row["config"] = json.dumps(config.to_dict(), sort_keys=True)  # every setting, defaults included
     if not is_complete(run_dir):

@@ -2,6 +2,10 @@
 
 The grid is datasets x methods (``scratch`` included; ``a+b`` combines tasks) x backbones x label fractions x
 imbalance ratios x policies x seeds. Policies are named fine-tuning recipes; ``a+b`` stacks them.
+
+``task: segment`` makes the downstream runs segmentation (mask folders or ``synthetic:blobs2d|3d``): the labels
+axis is then ``label_counts`` (labelled images) or ``label_fractions``, there is no imbalance or policy axis,
+``masks`` holds how the folders are read, and ``upstream: same`` pre-trains on crops of the training images.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from medssl.config import FinetuneConfig, PretrainConfig
+from medssl.config import FinetuneConfig, PretrainConfig, SegmentConfig
 from medssl.errors import MedsslError
 
 SCRATCH = "scratch"
@@ -34,8 +38,13 @@ POLICIES: dict[str, dict] = {
     "smooth": {"label_smoothing": 0.1},
 }
 
-PRETRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "pretrain_splits")
+TASKS = ("classify", "segment")
+PRETRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "pretrain_splits", "crops")
 FINETUNE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "min_samples_per_epoch", "linear_probe")
+SEGMENT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "patch_size", "pos_fraction",
+                "augment", "transfer", "threshold")
+MASK_KEYS = ("mask_suffix", "fov", "channel", "val_count", "test_count")
+DEFAULT_CROPS = 1024  # pre-training crops of the segmentation training images (upstream: same)
 RUN_KEYS = ("accelerator", "devices", "precision", "num_workers")
 
 
@@ -64,11 +73,25 @@ class StudySpec:
     pretrain: dict = field(default_factory=dict)  # PretrainConfig fields; seed: int (one encoder) or "same"
     finetune: dict = field(default_factory=dict)  # FinetuneConfig fields shared by every cell
     run: dict = field(default_factory=dict)  # accelerator / devices / precision / num_workers
+    task: str = "classify"
+    label_counts: list[int] | None = None  # segmentation: labelled images per run (instead of fractions)
+    masks: dict = field(default_factory=dict)  # segmentation: how mask folders are read (MASK_KEYS)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["backbones"] = [asdict(b) for b in self.backbones]
+        # fields at their defaults are left out, so specs written before they existed keep their hash
+        for key, default in (("task", "classify"), ("label_counts", None), ("masks", {})):
+            if data[key] == default:
+                del data[key]
         return data
+
+    @property
+    def label_levels(self) -> list[tuple[float | None, int | None]]:
+        """(label fraction, label count) of each point on the labels axis."""
+        if self.label_counts:
+            return [(None, count) for count in self.label_counts]
+        return [(fraction, None) for fraction in self.label_fractions]
 
     @property
     def hash(self) -> str:
@@ -105,12 +128,48 @@ class StudySpec:
         pre_seed = self.pretrain.get("seed", SAME)
         if pre_seed != SAME and (not isinstance(pre_seed, int) or pre_seed < 0):
             raise MedsslError(f"study '{self.name}': pretrain seed must be 'same' or an integer >= 0")
+        self._validate_task()
         # the shared settings must form valid run configs on their own
-        PretrainConfig(data="", out="", **{**self.run, **{k: v for k, v in self.pretrain.items() if k != "seed"}},
-                       ).validate()
+        PretrainConfig(data="", out="", **{**self.run, **{k: v for k, v in self.pretrain.items()
+                                                          if k not in ("seed", "crops")}}).validate()
+        if self.task == "segment":
+            SegmentConfig(data="", out="", **self.run, **self.finetune, **self.masks).validate()
+            return
         FinetuneConfig(data="", out="", **self.run, **self.finetune).validate()
         for overrides in map(policy_overrides, self.policies):
             FinetuneConfig(data="", out="", **{**self.run, **self.finetune, **overrides}).validate()
+
+    def _validate_task(self) -> None:
+        def refuse(problem: str) -> None:
+            raise MedsslError(f"study '{self.name}': {problem}")
+
+        if self.task not in TASKS:
+            refuse(f"task must be {' or '.join(TASKS)}, got '{self.task}'")
+        crops = self.pretrain.get("crops", DEFAULT_CROPS)
+        if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
+            refuse(f"pretrain crops must be a whole number >= 1, got {crops!r}")
+        if self.task == "classify":
+            for key, given in (("label_counts", self.label_counts), ("masks", self.masks),
+                               ("pretrain crops", "crops" in self.pretrain)):
+                if given:
+                    refuse(f"'{key}' is for segmentation studies (task: segment)")
+            unknown = set(self.finetune) - set(FINETUNE_KEYS)
+        else:
+            if self.imbalance_ratios != [None]:
+                refuse("segmentation studies have no imbalance axis (masks are not subsampled by class)")
+            if self.policies != ["default"]:
+                refuse("segmentation studies have no policy axis; set the recipe under 'finetune'")
+            if self.label_counts is not None:
+                if not self.label_counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1
+                                                for c in self.label_counts):
+                    refuse(f"label counts must be whole numbers >= 1, got {self.label_counts!r}")
+                if len(set(self.label_counts)) != len(self.label_counts):
+                    refuse("label counts repeat")
+            unknown = set(self.finetune) - set(SEGMENT_KEYS)
+        if unknown:
+            known = FINETUNE_KEYS if self.task == "classify" else SEGMENT_KEYS
+            refuse(f"unknown 'finetune' setting(s) {', '.join(sorted(unknown))} for task {self.task}; "
+                   f"known: {', '.join(known)}")
 
 
 def policy_overrides(policy: str) -> dict:
@@ -162,8 +221,8 @@ def _settings(raw: dict, key: str, allowed: tuple[str, ...]) -> dict:
     return dict(value)
 
 
-TOP_KEYS = ("name", "datasets", "upstream", "methods", "backbones", "label_fractions", "imbalance_ratios",
-            "policies", "seeds", "size", "pretrain", "finetune", "run")
+TOP_KEYS = ("name", "task", "datasets", "upstream", "methods", "backbones", "label_fractions", "label_counts",
+            "imbalance_ratios", "policies", "seeds", "size", "pretrain", "finetune", "masks", "run")
 
 
 def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None = None) -> StudySpec:
@@ -180,6 +239,8 @@ def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seed_list):
         raise MedsslError(f"seeds must be integers, got {seed_list!r}")
     ratios = [None if r is None else _number(r, "imbalance ratio") for r in _list(raw, "imbalance_ratios", [None])]
+    if "label_counts" in raw and "label_fractions" in raw:
+        raise MedsslError("give 'label_fractions' or 'label_counts', not both")
     size = raw.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
         raise MedsslError(f"size must be a whole number, got {size!r}")
@@ -195,8 +256,11 @@ def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None
         seeds=seed_list,
         size=size,
         pretrain=_settings(raw, "pretrain", PRETRAIN_KEYS),
-        finetune=_settings(raw, "finetune", FINETUNE_KEYS),
+        finetune=_settings(raw, "finetune", tuple(dict.fromkeys(FINETUNE_KEYS + SEGMENT_KEYS))),
         run=_settings(raw, "run", RUN_KEYS),
+        task=str(raw.get("task", "classify")),
+        label_counts=None if raw.get("label_counts") is None else _list(raw, "label_counts"),
+        masks=_settings(raw, "masks", MASK_KEYS),
     )
     try:
         spec.validate()

@@ -17,8 +17,25 @@ from medssl.study.spec import SCRATCH
 
 RESAMPLES = 10_000
 MIN_PAIRS = 3  # a percentile bootstrap of 2 values is just their range: too few for any verdict
-CONDITION = ("dataset", "upstream", "method", "backbone", "label_fraction", "imbalance_ratio", "policy")
-PAIRING = ("dataset", "backbone", "label_fraction", "imbalance_ratio", "policy")  # scratch's arm of a condition
+CONDITION = ("dataset", "upstream", "method", "backbone", "label_fraction", "label_count", "imbalance_ratio",
+             "policy")
+PAIRING = ("dataset", "backbone", "label_fraction", "label_count", "imbalance_ratio", "policy")  # scratch's arm
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The score a study's task is judged by: its results column and its name in sentences."""
+
+    column: str
+    name: str
+
+
+AUC, DICE = Metric("test_auc", "AUC"), Metric("test_dice", "Dice")
+METRICS = {"classify": AUC, "segment": DICE}
+
+
+def task_metric(task: str | None) -> Metric:
+    return METRICS[task or "classify"]
 
 
 @dataclass
@@ -99,32 +116,34 @@ def conditions(rows: list[dict]) -> dict[tuple, list[dict]]:
     """Rows grouped by everything but the seed (insertion order kept)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[tuple(row[k] for k in CONDITION)].append(row)
+        groups[tuple(row.get(k) for k in CONDITION)].append(row)
     return dict(groups)
 
 
 @dataclass
 class Comparison:
     condition: dict
-    auc: Paired
-    minority_recall: Paired
+    score: Paired  # of the task's metric (AUC or Dice)
+    minority_recall: Paired | None  # classification only
 
 
-def compare_to_scratch(rows: list[dict]) -> list[Comparison]:
+def compare_to_scratch(rows: list[dict], metric: Metric = AUC) -> list[Comparison]:
     """Every non-scratch condition against scratch with the same pairing factors, matched seed by seed."""
-    scratch = {(tuple(r[k] for k in PAIRING), r["seed"]): r for r in rows if r["method"] == SCRATCH}
+    def pairing(row: dict) -> tuple:
+        return tuple(row.get(k) for k in PAIRING), row["seed"]
+
+    scratch = {pairing(r): r for r in rows if r["method"] == SCRATCH}
     out = []
     for key, group in conditions(rows).items():
         condition = dict(zip(CONDITION, key, strict=True))
         if condition["method"] == SCRATCH:
             continue
-        pairs = [(r, scratch.get((tuple(r[k] for k in PAIRING), r["seed"]))) for r in group]
+        pairs = [(r, scratch.get(pairing(r))) for r in group]
         pairs = [(r, s) for r, s in pairs if s is not None]
         if not pairs:
             continue
-        out.append(Comparison(
-            condition,
-            paired([r["test_auc"] for r, _ in pairs], [s["test_auc"] for _, s in pairs]),
-            paired([r["minority_recall"] for r, _ in pairs], [s["minority_recall"] for _, s in pairs]),
-        ))
+        recall = None if metric.column != "test_auc" else paired([r["minority_recall"] for r, _ in pairs],
+                                                                 [s["minority_recall"] for _, s in pairs])
+        out.append(Comparison(condition, paired([r[metric.column] for r, _ in pairs],
+                                                [s[metric.column] for _, s in pairs]), recall))
     return out

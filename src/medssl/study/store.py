@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS results (
     method TEXT, backbone TEXT, width REAL, label_fraction REAL, imbalance_ratio REAL, policy TEXT, seed INTEGER,
     test_auc REAL, minority_class INTEGER, minority_recall REAL, n_labelled INTEGER, config TEXT NOT NULL,
     metrics TEXT NOT NULL, run_dir TEXT NOT NULL, duration_s REAL, started_at REAL, finished_at REAL,
-    worker TEXT, medssl_version TEXT);
+    worker TEXT, medssl_version TEXT, task TEXT, label_count INTEGER, test_dice REAL);
 CREATE TRIGGER IF NOT EXISTS results_are_final_update BEFORE UPDATE ON results
     BEGIN SELECT RAISE(ABORT, 'finished results are never rewritten'); END;
 CREATE TRIGGER IF NOT EXISTS results_are_final_delete BEFORE DELETE ON results
@@ -45,7 +45,8 @@ CREATE TRIGGER IF NOT EXISTS results_are_final_delete BEFORE DELETE ON results
 RESULT_COLUMNS = ("cell_key", "spec_hash", "kind", "dataset", "upstream", "method", "backbone", "width",
                   "label_fraction", "imbalance_ratio", "policy", "seed", "test_auc", "minority_class",
                   "minority_recall", "n_labelled", "config", "metrics", "run_dir", "duration_s", "started_at",
-                  "finished_at", "worker", "medssl_version")
+                  "finished_at", "worker", "medssl_version", "task", "label_count", "test_dice")
+ADDED_COLUMNS = {"task": "TEXT", "label_count": "INTEGER", "test_dice": "REAL"}  # since segmentation studies
 
 
 @dataclass
@@ -112,6 +113,15 @@ class Store:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} INSERT OR IGNORE INTO meta VALUES"
                                     f" ('medssl_study_db', '{SCHEMA_VERSION}'); COMMIT;")
+            self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Databases of older releases lack the columns added since; nullable, so old rows stay valid."""
+        with self.transaction() as db:
+            present = {r["name"] for r in db.execute("PRAGMA table_info(results)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in present:
+                    db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.conn.close()
