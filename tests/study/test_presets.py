@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from medssl.errors import MedsslError
 from medssl.study.presets import PRESETS, QuickSettings, preset
+from medssl.study.spec import parse_spec
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_is_a_valid_study(name):
     spec = preset(name, datasets=["data.npz"])
     assert spec.datasets == ["data.npz"] and "scratch" in spec.methods
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_round_trips_through_its_printed_yaml(name):
+    spec = preset(name)
+    again = parse_spec(yaml.safe_load(yaml.safe_dump(spec.to_dict())))
+    assert again.hash == spec.hash and again.to_dict() == spec.to_dict()
 
 
 def test_quick_preset_is_the_quickstart_recipe():

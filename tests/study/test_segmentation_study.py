@@ -169,3 +169,4 @@ def test_databases_of_older_releases_gain_the_new_columns(tmp_path):
     columns = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
     conn.close()
     assert {"task", "label_count", "test_dice"} <= columns
+

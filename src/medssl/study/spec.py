@@ -84,6 +84,8 @@ class StudySpec:
         for key, default in (("task", "classify"), ("label_counts", None), ("masks", {})):
             if data[key] == default:
                 del data[key]
+        if self.label_counts:  # the labels axis is the counts; the fractions are unused
+            del data["label_fractions"]
         return data
 
     @property
