@@ -13,7 +13,7 @@ the pre-training run of a method is shared by the seeds.
 Every arm writes ``OUT/results/ARM_COUNT_sSEED.json`` and is skipped when that file exists, so several
 processes can split the arms (``--arms scratch`` in one, ``--arms genesis`` in another) and a killed run
 resumes; the final table pairs every pre-trained arm with scratch on the same seed and count.
-The probability threshold is chosen on the two validation images (0.3-0.8), never on test.
+The probability threshold is chosen on the two validation images (0.1-0.9), never on test.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from medssl.study.store import Store
 from tests.cli.test_commands import assert_one_line_error
 from tests.study.conftest import tiny_raw
 
+SEGMENT = {"task": "segment", "datasets": ["synthetic:blobs2d@16?n=8"], "finetune": {"epochs": 1}}
+
 
 def _error(capsys, args: list[str], match: str) -> None:
     code = main(args)
@@ -28,6 +30,11 @@ def _error(capsys, args: list[str], match: str) -> None:
         ({"label_fractions": []}, "'label_fractions' is empty"),
         ({"policies": ["karma"]}, "unknown policy 'karma'"),
         ({"datasets": ["/nowhere/data.npz"]}, "not found: /nowhere/data.npz"),
+        # segmentation studies: their data are checked (as mask folders) before the DB is touched too
+        ({**SEGMENT, "datasets": ["/nowhere/chase"]}, "/nowhere/chase"),
+        ({**SEGMENT, "datasets": ["synthetic:lesions2d"]}, "unknown synthetic segmentation set 'lesions2d'"),
+        ({**SEGMENT, "imbalance_ratios": [1, 10]}, "no imbalance axis"),
+        ({**SEGMENT, "finetune": {"patch_size": 4}}, "patch size must lie in [8, 1024]"),
     ],
 )
 def test_bad_spec_is_one_line_and_leaves_the_db_untouched(tmp_path, capsys, overrides, match):

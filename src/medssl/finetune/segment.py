@@ -16,7 +16,7 @@ from medssl.methods.base import to_unit_float, warmup_cosine
 from medssl.models.segmenter import Segmenter
 from medssl.views import random_gamma
 
-THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.3 ... 0.8
+THRESHOLDS = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.1 ... 0.9
 
 
 class PatchSampler(IterableDataset):
