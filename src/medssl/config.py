@@ -158,6 +158,8 @@ class SegmentConfig(CommonConfig):
         _check(self.channel in ("all", "grey", "green"), f"channel must be all, grey or green, got '{self.channel}'")
         _check(self.val_count is None or self.val_count >= 1, "val count must be >= 1")
         _check(self.test_count is None or self.test_count >= 1, "test count must be >= 1")
+        _check(self.devices * self.num_nodes == 1, "segmentation runs on one device (its patch sampler is not "
+               "sharded across processes): use --devices 1 --num-nodes 1")
         _check(0.0 <= self.pos_fraction <= 1.0, f"pos fraction must lie in [0, 1], got {self.pos_fraction}")
         _check(self.threshold is None or 0.0 < self.threshold < 1.0,
                f"threshold must lie in (0, 1), got {self.threshold}")

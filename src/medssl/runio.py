@@ -23,7 +23,7 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # the full training state a
 EXECUTION_FIELDS = frozenset({"out", "overwrite", "resume", "accelerator", "devices", "num_nodes", "strategy",
                               "num_workers", "checkpoint_every_n_steps", "deterministic"})
 # metrics that measure the machine, not the model: drop them before comparing two runs
-TIMING_KEYS = frozenset({"duration_s", "images_per_second"})
+TIMING_KEYS = frozenset({"duration_s", "train_duration_s", "images_per_second"})
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:

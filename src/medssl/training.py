@@ -185,10 +185,13 @@ class ResumableRun(Checkpoint):
     callback is restored earlier (with the modules), so the sampler is repositioned before that iterator
     exists. Under DDP each rank gets its own view stream derived from (seed, rank)."""
 
-    def __init__(self, run_dir: Path, seed: int, loader: DataLoader, *, every_n_steps: int | None = None) -> None:
+    def __init__(self, run_dir: Path, seed: int, loader: DataLoader, *, every_n_steps: int | None = None,
+                 sampler: Any = None) -> None:
         self.path = Path(run_dir) / LAST_CHECKPOINT
         self.seed = seed
-        self.sampler: EpochBatchSampler = loader.sampler  # type: ignore[assignment]
+        # an EpochBatchSampler, or any object with epoch / set_epoch / start_batch (segmentation's PatchSampler,
+        # which also hands over its generator through stream_state / load_stream_state)
+        self.sampler: EpochBatchSampler = sampler if sampler is not None else loader.sampler  # type: ignore
         self.every_n_steps = every_n_steps
         self.restored_metrics: dict[str, float] = {}
         self._trainer: pl.Trainer | None = None
@@ -234,8 +237,11 @@ class ResumableRun(Checkpoint):
             states = gathered
         trainer = self._trainer
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
+        loader = {"epoch": self.sampler.epoch, "batches_done": done}
+        if hasattr(self.sampler, "stream_state"):
+            loader["stream"] = self.sampler.stream_state(done)
         return {"rng": states, "metrics": self.logged_metrics(trainer) if trainer is not None else {},
-                "loader": {"epoch": self.sampler.epoch, "batches_done": done}}
+                "loader": loader}
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
@@ -252,6 +258,8 @@ class ResumableRun(Checkpoint):
         loader = state["loader"]
         self.sampler.set_epoch(epoch)
         self.sampler.start_batch = int(loader["batches_done"]) if int(loader["epoch"]) == epoch else 0
+        if "stream" in loader:
+            self.sampler.load_stream_state(loader["stream"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -99,6 +99,8 @@ def test_label_count_picks_a_nested_seeded_subset():
     ({"transfer": "all"}, "transfer must be"),
     ({"label_count": 0}, "label count"),
     ({"patch_size": 4}, "patch size"),
+    ({"devices": 2}, "segmentation runs on one device"),
+    ({"num_nodes": 2}, "segmentation runs on one device"),
 ])
 def test_config_rejects_inconsistent_options(changes, match):
     with pytest.raises(MedsslError, match=match):

@@ -138,3 +138,27 @@ def test_resume_of_a_finished_run_or_with_another_config_is_one_clear_line(tmp_p
     assert err.count("\n") == 1 and "different config (lr)" in err
     assert main([*args, "--out", str(run)]) == 0  # the last checkpoint completes the run
     assert json.loads((run / "metrics.json").read_text())["train"]["loss"] > 0
+
+
+SEGMENT = ["finetune", "--task", "segment", "--data", "synthetic:blobs2d@32?n=20", "--checkpoint", "scratch",
+           "--backbone", "resnet10", "--width", "0.25", "--batch-size", "8", "--patch-size", "32", "--epochs", "4",
+           "--steps-per-epoch", "10", "--lr", "0.003", "--seed", "3", "--accelerator", "cpu", "--no-progress"]
+
+
+@pytest.mark.parametrize("mid_epoch", [False, True], ids=["epoch-boundary", "mid-epoch"])
+def test_segmentation_killed_resumes_to_identical_metrics(tmp_path, mid_epoch):
+    """The patch sampler's generator, the best-so-far weights and the validation history travel in the
+    checkpoint: a killed segmentation run finishes exactly as an uninterrupted one."""
+    args = [*SEGMENT, "--checkpoint-every", "2"] if mid_epoch else SEGMENT
+    run = tmp_path / "seg"
+    position = _kill_after_first_checkpoint(args, run)
+    assert position["step"] < 4 * 10
+    if mid_epoch:
+        assert position["step"] == 2 and position["batches_done"] == 2  # inside the first epoch
+    assert main([*args, "--out", str(run)]) == 0
+    assert main([*args, "--out", str(tmp_path / "ref")]) == 0
+    resumed, reference = _metrics(run), _metrics(tmp_path / "ref")
+    assert resumed == reference and len(resumed["val_history"]) == 4
+    assert resumed["test"]["dice"] > 0.4  # it learned something (an all-foreground guess scores ~0.2)
+    weights = [torch.load(r / "segmenter.pt", weights_only=True) for r in (run, tmp_path / "ref")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

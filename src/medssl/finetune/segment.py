@@ -21,7 +21,10 @@ THRESHOLDS = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.1 ... 0.9
 
 class PatchSampler(IterableDataset):
     """``steps`` batches of random patches per epoch; a patch is centred on a foreground pixel with
-    probability ``pos_fraction`` (as MONAI's RandCropByPosNegLabel), else anywhere (inside the FOV if any)."""
+    probability ``pos_fraction`` (as MONAI's RandCropByPosNegLabel), else anywhere (inside the FOV if any).
+
+    Resumable (``training.ResumableRun``): ``stream_state`` is the generator state a resumed run continues
+    from, ``start_batch`` skips the batches of the interrupted epoch already trained on (once)."""
 
     def __init__(self, split: SegSplit, patch: int, batch_size: int, steps: int, pos_fraction: float = 0.5,
                  seed: int = 0) -> None:
@@ -32,6 +35,24 @@ class PatchSampler(IterableDataset):
         self.foreground = [np.flatnonzero(m[0] >= 128) for m in split.masks]
         self.anywhere = [np.flatnonzero(f[0]) for f in split.fov] if split.fov is not None else None
         self.rng = np.random.default_rng(seed)
+        self.epoch = 0  # the epoch being drawn
+        self.start_batch = 0
+        self._next_epoch = 0
+        self._state_before: dict[int, dict] = {}  # generator state before each batch of the current epoch
+        self._epoch_done = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self._next_epoch = epoch
+
+    def stream_state(self, batches_done: int) -> dict:
+        """The generator state after ``batches_done`` batches of the current epoch. Lightning fetches a batch
+        ahead of training it, so the generator itself may already be one batch further."""
+        if self._epoch_done or batches_done not in self._state_before:
+            return self.rng.bit_generator.state
+        return self._state_before[batches_done]
+
+    def load_stream_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
 
     def _centre(self, i: int) -> np.ndarray:
         pool = self.foreground[i] if self.rng.random() < self.pos_fraction else None
@@ -54,8 +75,13 @@ class PatchSampler(IterableDataset):
         return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks))
 
     def __iter__(self):
-        for _ in range(self.steps):
+        self.epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
+        start, self.start_batch = self.start_batch, 0
+        self._state_before, self._epoch_done = {}, False
+        for step in range(start, self.steps):
+            self._state_before[step] = self.rng.bit_generator.state
             yield self.batch()
+        self._epoch_done = True
 
     def __len__(self) -> int:
         return self.steps
@@ -169,6 +195,17 @@ class SegmentationModule(pl.LightningModule):
             weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             self.best = (summary["dice"], self.current_epoch, weights)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the selection state lives outside the weights: without it a resumed run would forget the best epoch
+        best = None if self.best is None else {"dice": self.best[0], "epoch": self.best[1], "weights": self.best[2]}
+        checkpoint["segmentation"] = {"history": self.history, "best": best}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("segmentation", {})
+        self.history = list(state.get("history", []))
+        best = state.get("best")
+        self.best = None if best is None else (best["dice"], best["epoch"], best["weights"])
+
     def restore_best(self) -> int:
         """Load the weights of the epoch with the best validation Dice; returns that epoch."""
         if self.best is None:
@@ -184,5 +221,7 @@ class SegmentationModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def patch_loader(sampler: PatchSampler) -> DataLoader:
-    return DataLoader(sampler, batch_size=None)
+def patch_loader(sampler: PatchSampler, seed: int = 0) -> DataLoader:
+    # its own generator: creating an epoch's iterator must not draw from the global RNG the augmentations
+    # use, or a run resumed mid-epoch (one extra iterator) would augment differently from an uninterrupted one
+    return DataLoader(sampler, batch_size=None, generator=torch.Generator().manual_seed(seed))

@@ -19,8 +19,8 @@ from medssl.errors import MedsslError
 from medssl.finetune.segment import PatchSampler, SegmentationModule, evaluate, patch_loader, select_threshold
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.models.segmenter import Segmenter
-from medssl.runio import prepare_run_dir, save_state, write_json, write_yaml
-from medssl.training import make_trainer
+from medssl.runio import save_state, write_json
+from medssl.training import ResumableRun, make_trainer, open_run
 
 if TYPE_CHECKING:
     from medssl.api import RunResult
@@ -89,10 +89,14 @@ def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, pr
     train = data.splits["train"].subset(chosen)
 
     run_dir = Path(config.out)
+    sampler = PatchSampler(train, config.patch_size, config.batch_size, config.steps_per_epoch,
+                           pos_fraction=config.pos_fraction, seed=config.seed)
+    loader = patch_loader(sampler, config.seed)
+    state = ResumableRun(run_dir, config.seed, loader, sampler=sampler, every_n_steps=config.checkpoint_every_n_steps)
     trainer = make_trainer(run_dir, config.epochs, progress=progress, accelerator=config.accelerator,
-                           devices=config.devices, precision=config.precision, validate=False)
-    prepare_run_dir(run_dir, config.overwrite)
-    write_yaml(run_dir / "config.yaml", {
+                           devices=config.devices, precision=config.precision, validate=False, callbacks=[state],
+                           deterministic=config.deterministic)
+    ckpt = open_run(trainer, run_dir, config.batch_size, config, {
         "kind": "segment", **config.to_dict(), "transfer_resolved": transfer, "backbone_spec": spec.to_dict(),
         "spatial_dims": data.spatial_dims, "train_images": train.names, "val_images": data.splits["val"].names,
         "test_images": data.splits["test"].names, "data_source": data.source, "medssl_version": __version__,
@@ -100,12 +104,10 @@ def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, pr
     pl.seed_everything(config.seed, workers=True, verbose=False)
     module = SegmentationModule(model, data.splits["val"], config.patch_size, lr=config.lr,
                                 weight_decay=config.weight_decay, augment=config.augment == "light")
-    sampler = PatchSampler(train, config.patch_size, config.batch_size, config.steps_per_epoch,
-                           pos_fraction=config.pos_fraction, seed=config.seed)
     start = time.perf_counter()
     with warnings.catch_warnings():  # the sampler's length is exact: it runs in the main process only
         warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__")
-        trainer.fit(module, train_dataloaders=patch_loader(sampler))
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     train_s = time.perf_counter() - start
     best_epoch = module.restore_best()
     model.to("cpu")
