@@ -150,3 +150,33 @@ def test_concurrent_workers_on_one_db_run_every_cell_exactly_once(tmp_path):
     assert _rows(db, "SELECT COUNT(DISTINCT worker) FROM results")[0][0] >= 2  # the work really was shared
     runs = list((tmp_path / "runs").glob("*/*/*/metrics.json"))
     assert len(runs) == cells
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) counts as gone
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_sigterm_to_a_multi_worker_study_stops_its_workers_and_a_rerun_finishes(tmp_path):
+    slow = {"epochs": 200, "batch_size": 16, "min_samples_per_epoch": 32}  # minutes of work: it cannot finish
+    spec_path = write_spec(tmp_path / "spec.yaml", finetune=slow)
+    db = tmp_path / "results.db"
+    proc = _study(spec_path, db, "--workers", "2")
+    _wait_until(lambda: _claimed_workers(db) >= 1)
+    workers = {pid for (pid,) in _rows(db, "SELECT DISTINCT pid FROM cells WHERE pid IS NOT NULL")}
+    assert workers and proc.pid not in workers  # cells are claimed by worker processes
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    _wait_until(lambda: not any(_alive(pid) for pid in workers), timeout=20)
+    assert _rows(db, "SELECT COUNT(*) FROM cells WHERE status = 'done'")[0][0] < 10  # stopped mid-study
+    write_spec(spec_path, finetune={**slow, "epochs": 1})  # finish quickly: another spec, same database
+    rerun = _study(spec_path, db)
+    _, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err
+    assert _rows(db, "SELECT COUNT(*) FROM cells WHERE status = 'done'")[0][0] >= 10

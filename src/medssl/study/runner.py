@@ -14,9 +14,13 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,13 +136,39 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
                      for _ in range(workers)]
             for proc in procs:
                 proc.start()
-            for proc in procs:
-                proc.join()
+            try:
+                with _sigterm_as_exit():
+                    for proc in procs:
+                        proc.join()
+            finally:  # stopped (SIGTERM, Ctrl-C): stop the workers too; their cells are reclaimed on a re-run
+                for proc in procs:
+                    if proc.is_alive():
+                        proc.terminate()
+                for proc in procs:
+                    proc.join()
         outcome = StudyOutcome(spec.hash, store.counts(spec.hash), store.failures(spec.hash),
                                (time.perf_counter() - started) / 60)
     finally:
         store.close()
     return outcome
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (a scheduler, ``kill``) raises SystemExit here, so the caller's cleanup runs; outside the main
+    thread signals cannot be handled and nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _worker_process(db: str, spec_hash: str, lease_s: float, threads: int) -> None:
