@@ -105,6 +105,9 @@ def _backbone_label(b: dict) -> str:
 
 
 # --- tables and findings ------------------------------------------------------------------------------------
+SEGMENT_EXTRAS = (("iou", 4), ("sensitivity", 4), ("specificity", 4), ("hd95", 1))
+
+
 def _factor_columns(segment: bool) -> list[str]:
     if segment:
         return ["dataset", "upstream", "method", "backbone", "labels"]
@@ -126,13 +129,18 @@ def condition_table(rows: list[dict], metric: Metric = AUC) -> Table:
         score = describe([r[metric.column] for r in group])
         cells = [*_condition_cells(dict(zip(CONDITION, condition_key, strict=True)), segment), str(len(group)),
                  _num(score.mean), _num(score.sd), _ci(score.low, score.high)]
-        if not segment:
+        if segment:  # the other segmentation metrics, means over seeds
+            tests = [json.loads(r["metrics"])["test"] for r in group]
+            cells += [_num(describe([t.get(name) for t in tests]).mean, digits) for name, digits in SEGMENT_EXTRAS]
+        else:
             recall = describe([r["minority_recall"] for r in group])
             cells += [_num(recall.mean), _ci(recall.low, recall.high)]
         out.append(cells)
     columns = [*_factor_columns(segment), "n", f"{key}_mean", f"{key}_sd", f"{key}_ci95"]
     title = f"Test {metric.name} per condition (mean over seeds, 95 % bootstrap CI)"
-    if not segment:
+    if segment:
+        columns += [f"{name}_mean" for name, _ in SEGMENT_EXTRAS]
+    else:
         columns += ["minority_recall_mean", "minority_recall_ci95"]
         title = "Test AUC and minority-class recall per condition (mean over seeds, 95 % bootstrap CI)"
     return Table(title, columns, out)
