@@ -88,6 +88,20 @@ def seg_study(tmp_path_factory):
     return spec, root
 
 
+def test_a_transfer_setting_applies_to_pretrained_arms_and_leaves_scratch_cells_shared(tmp_path):
+    both = plan(parse_spec(seg_raw()), tmp_path)
+    encoder = plan(parse_spec(seg_raw(finetune={**seg_raw()["finetune"], "transfer": "encoder"})), tmp_path)
+    scratch = [c.key for c in both if c.labels["method"] == "scratch"]
+    assert scratch == [c.key for c in encoder if c.labels["method"] == "scratch"]  # reused, not re-run
+    assert {c.config.get("transfer") for c in encoder if c.kind == "finetune" and c.labels["method"] != "scratch"} \
+        == {"encoder"}
+    def pretrained_arms(cells: list) -> set[str]:
+        return {c.key for c in cells if c.kind == "finetune" and c.labels["method"] != "scratch"}
+
+    assert not pretrained_arms(both) & pretrained_arms(encoder)
+    assert [c.key for c in both if c.kind == "pretrain"] == [c.key for c in encoder if c.kind == "pretrain"]
+
+
 def test_segmentation_study_records_dice_per_cell(seg_study):
     spec, root = seg_study
     store = Store(root / "results.db", create=False)

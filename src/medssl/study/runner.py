@@ -80,6 +80,8 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
         config = {"data": dataset, "backbone": b.name, "width": b.width, "seed": seed, **common, **spec.finetune}
         if segment:
             config.update(spec.masks, label_fraction=fraction or 1.0, label_count=count)
+            if method == SCRATCH:  # nothing to transfer; the same cell as in a study without 'transfer'
+                config.pop("transfer", None)
         else:
             config.update(label_fraction=fraction, imbalance_ratio=ratio, **policy_overrides(policy))
         labels = {"dataset": dataset, "upstream": "-" if method == SCRATCH else up, "method": method,

@@ -135,7 +135,9 @@ class StudySpec:
         PretrainConfig(data="", out="", **{**self.run, **{k: v for k, v in self.pretrain.items()
                                                           if k not in ("seed", "crops")}}).validate()
         if self.task == "segment":
-            SegmentConfig(data="", out="", **self.run, **self.finetune, **self.masks).validate()
+            # a 'transfer' setting applies to the pre-trained arms (scratch cells drop it)
+            checkpoint = "a pre-training run" if self.finetune.get("transfer") not in (None, "none") else "scratch"
+            SegmentConfig(data="", out="", checkpoint=checkpoint, **self.run, **self.finetune, **self.masks).validate()
             return
         FinetuneConfig(data="", out="", **self.run, **self.finetune).validate()
         for overrides in map(policy_overrides, self.policies):
