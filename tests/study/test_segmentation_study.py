@@ -151,6 +151,7 @@ def test_segmentation_report_uses_dice_and_labelled_images(seg_study, tmp_path):
         count = int(row[4].split()[0])
         assert float(row[mean_col]) == pytest.approx(np.mean(dice[(row[2], count)]), abs=5e-5)
         assert float(row[hd95_col]) >= 0 and {"iou_mean", "sensitivity_mean"} <= set(conditions.columns)
+        assert row[conditions.columns.index("transfer")] == ("none" if row[2] == "scratch" else "both")
     assert [row[4] for row in pairs.rows] == ["2 labelled images", "4 labelled images"]
     assert all("Dice" in line and "AUC" not in line for line in report.findings)
     assert any("with 4 labelled images" in line for line in report.findings)

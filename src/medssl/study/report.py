@@ -129,9 +129,11 @@ def condition_table(rows: list[dict], metric: Metric = AUC) -> Table:
         score = describe([r[metric.column] for r in group])
         cells = [*_condition_cells(dict(zip(CONDITION, condition_key, strict=True)), segment), str(len(group)),
                  _num(score.mean), _num(score.sd), _ci(score.low, score.high)]
-        if segment:  # the other segmentation metrics, means over seeds
-            tests = [json.loads(r["metrics"])["test"] for r in group]
-            cells += [_num(describe([t.get(name) for t in tests]).mean, digits) for name, digits in SEGMENT_EXTRAS]
+        if segment:  # what was transferred, and the other segmentation metrics (means over seeds)
+            runs = [json.loads(r["metrics"]) for r in group]
+            cells.append("/".join(sorted({str(m.get("transfer", "–")) for m in runs})))
+            cells += [_num(describe([m["test"].get(name) for m in runs]).mean, digits)
+                      for name, digits in SEGMENT_EXTRAS]
         else:
             recall = describe([r["minority_recall"] for r in group])
             cells += [_num(recall.mean), _ci(recall.low, recall.high)]
@@ -139,7 +141,7 @@ def condition_table(rows: list[dict], metric: Metric = AUC) -> Table:
     columns = [*_factor_columns(segment), "n", f"{key}_mean", f"{key}_sd", f"{key}_ci95"]
     title = f"Test {metric.name} per condition (mean over seeds, 95 % bootstrap CI)"
     if segment:
-        columns += [f"{name}_mean" for name, _ in SEGMENT_EXTRAS]
+        columns += ["transfer", *(f"{name}_mean" for name, _ in SEGMENT_EXTRAS)]
     else:
         columns += ["minority_recall_mean", "minority_recall_ci95"]
         title = "Test AUC and minority-class recall per condition (mean over seeds, 95 % bootstrap CI)"
