@@ -122,7 +122,7 @@ def _condition_cells(condition: dict, segment: bool = False) -> list[str]:
 
 
 def condition_table(rows: list[dict], metric: Metric = AUC) -> Table:
-    segment = metric.column != "test_auc"
+    segment = metric != AUC
     key = metric.name.lower()
     out = []
     for condition_key, group in conditions(rows).items():
@@ -149,7 +149,7 @@ def condition_table(rows: list[dict], metric: Metric = AUC) -> Table:
 
 
 def paired_table(comparisons: list[Comparison], metric: Metric = AUC) -> Table:
-    segment = metric.column != "test_auc"
+    segment = metric != AUC
     key = metric.name.lower()
     out = []
     for c in comparisons:

@@ -31,6 +31,7 @@ from medssl.data.masks import SegData, load_seg_data, random_patches
 from medssl.errors import MedsslError
 from medssl.runio import is_complete
 from medssl.study.spec import DEFAULT_CROPS, MASK_KEYS, SAME, SCRATCH, StudySpec, policy_overrides
+from medssl.study.stats import task_metric
 from medssl.study.store import Cell, Heartbeat, Store
 
 POLL_S = 2.0
@@ -56,10 +57,10 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
     pretrains: dict[str, Cell] = {}
     finetunes: list[Cell] = []
 
-    def pretrain_cell(upstream: str, method: str, backbone_name: str, width: float, seed: int, crops_of: bool) -> str:
+    def pretrain_cell(upstream: str, method: str, backbone_name: str, width: float, seed: int, on_crops: bool) -> str:
         config = {"data": upstream, "method": method, "backbone": backbone_name, "width": width, "seed": seed,
                   **common, **pre_settings}
-        if crops_of:  # pre-train on crops of the segmentation images (no mask is read into the pool)
+        if on_crops:  # pre-train on crops of the segmentation images (no mask is read into the pool)
             config["crops"] = {"n": spec.pretrain.get("crops", DEFAULT_CROPS),
                                "patch": spec.finetune.get("patch_size", SegmentConfig.patch_size), **spec.masks}
         name = f"{method}-{backbone_name}x{width:g}-s{seed}-{_digest(config)}"
@@ -210,8 +211,8 @@ def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: flo
             store.finish(cell.key, row)
             ran += 1
             counts = store.counts(spec_hash)
-            score = next((f": test {name} {row[key]:.3f}" for key, name in (("test_auc", "AUC"), ("test_dice", "Dice"))
-                          if row.get(key) is not None), "")
+            metric = task_metric(row.get("task"))
+            score = f": test {metric.name} {row[metric.column]:.3f}" if row.get(metric.column) is not None else ""
             print(f"[{counts.get('done', 0)}/{sum(counts.values())}] {cell.key}{score}"
                   f" ({row['finished_at'] - started:.0f} s)", file=sys.stderr)
     finally:
@@ -229,8 +230,8 @@ def _data(config: dict, cache: dict) -> ImageData:
 
 def _seg_data(config: dict, cache: dict) -> SegData:
     """Segmentation data of a fine-tuning config or of a pre-training config's ``crops`` (cached per load)."""
-    options = {k: config.get("crops", config).get(k) for k in MASK_KEYS}
-    options = {k: v for k, v in options.items() if v is not None}
+    source = config.get("crops", config)  # a pre-training cell keeps the mask options with its crops
+    options = {k: source[k] for k in MASK_KEYS if source.get(k) is not None}
     seed = config.get("seed", 0) if config["data"].startswith("synthetic:") else 0  # only generators use it
     key = ("segment", config["data"], config.get("size"), seed, tuple(sorted(options.items())))
     if key not in cache:

@@ -142,7 +142,7 @@ def compare_to_scratch(rows: list[dict], metric: Metric = AUC) -> list[Compariso
         pairs = [(r, s) for r, s in pairs if s is not None]
         if not pairs:
             continue
-        recall = None if metric.column != "test_auc" else paired([r["minority_recall"] for r, _ in pairs],
+        recall = None if metric != AUC else paired([r["minority_recall"] for r, _ in pairs],
                                                                  [s["minority_recall"] for _, s in pairs])
         out.append(Comparison(condition, paired([r[metric.column] for r, _ in pairs],
                                                 [s[metric.column] for _, s in pairs]), recall))
