@@ -35,6 +35,7 @@ def _error(capsys, args: list[str], match: str) -> None:
         ({**SEGMENT, "datasets": ["synthetic:lesions2d"]}, "unknown synthetic segmentation set 'lesions2d'"),
         ({**SEGMENT, "imbalance_ratios": [1, 10]}, "no imbalance axis"),
         ({**SEGMENT, "finetune": {"patch_size": 4}}, "patch size must lie in [8, 1024]"),
+        ({**SEGMENT, "label_counts": [2, 50], "label_fractions": None}, "label count 50 exceeds the 5 training images"),
     ],
 )
 def test_bad_spec_is_one_line_and_leaves_the_db_untouched(tmp_path, capsys, overrides, match):

@@ -118,7 +118,10 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
     # bad data fails here, before the DB is touched
     for dataset in spec.datasets:
         if spec.task == "segment":
-            _seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache)
+            train = len(_seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache).splits["train"])
+            if spec.label_counts and max(spec.label_counts) > train:
+                raise MedsslError(f"label count {max(spec.label_counts)} exceeds the {train} training images of "
+                                  f"{dataset}")
         else:
             _data({"data": dataset, "size": spec.size}, cache)
     for upstream in spec.upstream:

@@ -191,7 +191,8 @@ def policy_overrides(policy: str) -> dict:
 
 
 def _list(raw: dict, key: str, default: list | None = None) -> list:
-    value = raw.get(key, default)
+    value = raw.get(key)
+    value = default if value is None else value  # YAML's null means "not given"
     if value is None:
         raise MedsslError(f"study spec needs '{key}'")
     return value if isinstance(value, list) else [value]
@@ -243,7 +244,7 @@ def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seed_list):
         raise MedsslError(f"seeds must be integers, got {seed_list!r}")
     ratios = [None if r is None else _number(r, "imbalance ratio") for r in _list(raw, "imbalance_ratios", [None])]
-    if "label_counts" in raw and "label_fractions" in raw:
+    if raw.get("label_counts") is not None and raw.get("label_fractions") is not None:
         raise MedsslError("give 'label_fractions' or 'label_counts', not both")
     size = raw.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
