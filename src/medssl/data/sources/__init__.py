@@ -1,7 +1,8 @@
-"""Data specs -> ImageData. One entry point, ``load_data``, for every kind of source.
+"""The built-in data sources, registered in ``medssl.data.registry``, and ``load_data``: any spec -> ImageData.
 
-Specs: ``path/to/file.npz`` | ``path/to/folder`` (with labels.csv) | ``medmnist:NAME[@SIZE]`` |
-``synthetic:lesions2d[@SIZE][?n=2000&ratio=2&seed=0]`` (also ``lesions3d``).
+Specs: ``path/to/file.npz`` | a folder with labels.csv | a folder of images, volumes or DICOM (unlabeled,
+recursive) | a glob | a manifest ``.csv`` | an MSD/nnU-Net folder (``dataset.json``) | a prepared cache |
+``medmnist:NAME[@SIZE]`` | ``synthetic:lesions2d[@SIZE][?n=2000&ratio=2&seed=0]`` (also ``lesions3d``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import os
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 from medssl.data.dataset import ImageData
 from medssl.data.npz import load_npz
+from medssl.data.preprocess import Preprocessing
+from medssl.data.registry import Source, find_source, register
+from medssl.data.sampling import Sampling
 from medssl.errors import MedsslError
 
 MEDMNIST_URL = "https://zenodo.org/records/10519652/files/{file}?download=1"
@@ -88,24 +93,65 @@ def _medmnist(body: str, spec: str) -> ImageData:
     return load_npz(target)
 
 
-def load_data(spec: str, *, seed: int = 0, size: int | None = None,
-              window: tuple[float, float] | None = None) -> ImageData:
-    """Load any supported data spec; ``size``/``window`` apply to image folders."""
-    if spec.startswith("synthetic:"):
-        return _synthetic(spec.removeprefix("synthetic:"), spec, seed)
-    if spec.startswith("medmnist:"):
-        return _medmnist(spec.removeprefix("medmnist:"), spec)
+def _is_npz(spec: str) -> bool:
     path = Path(spec)
-    if path.is_dir():
-        from medssl.data.folder import load_folder
+    return path.suffix == ".npz" or (path.is_file() and path.suffix.lower() != ".csv")
 
-        return load_folder(path, size=size, window=window, seed=seed)
-    if path.suffix == ".npz" or path.is_file():
-        return load_npz(path)
-    raise MedsslError(
-        f"data not found: {spec!r} (expected an .npz file, a folder with labels.csv, medmnist:NAME"
-        " or synthetic:lesions2d)"
-    )
+
+def _labels_folder(spec: str) -> bool:
+    return (Path(spec) / "labels.csv").is_file()
+
+
+def _load_npz(spec: str, **_: object) -> ImageData:
+    return load_npz(Path(spec))
+
+
+def _load_labels_folder(spec: str, *, size: int | None = None, window: tuple[float, float] | None = None,
+                        seed: int = 0, **_: object) -> ImageData:
+    from medssl.data.folder import load_folder
+
+    return load_folder(Path(spec), size=size, window=window, seed=seed)
+
+
+def _register_builtin() -> None:
+    from medssl.data.cache import is_cache, load_cache
+    from medssl.data.sources import files, manifest, msd
+
+    for source in (
+        Source("synthetic", lambda s: s.startswith("synthetic:"), "synthetic:lesions2d",
+               load=lambda spec, seed=0, **_: _synthetic(spec.removeprefix("synthetic:"), spec, seed)),
+        Source("medmnist", lambda s: s.startswith("medmnist:"), "medmnist:NAME[@SIZE]",
+               load=lambda spec, **_: _medmnist(spec.removeprefix("medmnist:"), spec)),
+        Source("cache", is_cache, "a cache folder from `medssl data prepare`", load=load_cache),
+        Source("msd", msd.detect, "an MSD/nnU-Net folder with dataset.json", scan=msd.scan),
+        Source("labels-folder", _labels_folder, "a folder with labels.csv", load=_load_labels_folder),
+        Source("folder", files.is_image_folder, "a folder of images/volumes/DICOM", scan=files.scan_folder),
+        Source("manifest", manifest.detect, "a manifest .csv (path[,label][,mask][,fov][,split][,patient_id])",
+               scan=manifest.scan),
+        Source("npz", _is_npz, "an .npz file", load=_load_npz),
+        Source("glob", files.is_glob, "a glob pattern", scan=files.scan_glob),
+    ):
+        register(source)
+
+
+def load_data(spec: str, *, seed: int = 0, size: int | None = None,
+              window: tuple[float, float] | None = None, preprocessing: Preprocessing | None = None,
+              sampling: Sampling | None = None, log: Callable[[str], None] | None = None) -> ImageData:
+    """Load any data spec as an ``ImageData``. ``size``/``window`` apply to image folders (``window`` is the
+    explicit intensity range of files without ``preprocessing``); ``preprocessing`` (spacing, intensity,
+    orientation) to file sources; ``sampling`` draws patches or slices of volumes."""
+    from medssl.data.assemble import prepare_collection, to_image_data
+    from medssl.data.sampling import apply_sampling, sampler_for
+
+    source = find_source(spec)
+    pre = preprocessing or Preprocessing(intensity=None if window is None else f"range:{window[0]},{window[1]}")
+    if source.load is not None:
+        data = source.load(spec, seed=seed, size=size, window=window, preprocessing=pre)
+        return apply_sampling(data, sampling)
+    collection = source.scan(spec)
+    prepared = prepare_collection(collection, pre, log)
+    return to_image_data(collection, prepared, size=size, keep_scale=pre.spacing is not None, seed=seed,
+                         sampler=sampler_for(sampling, seed))
 
 
 def describe(data: ImageData) -> str:
@@ -121,3 +167,6 @@ def describe(data: ImageData) -> str:
         counts = data.class_counts(split)
         lines.append(f"{split}: {len(values)} images, per class {counts}")
     return "\n".join(lines)
+
+
+_register_builtin()
