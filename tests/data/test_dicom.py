@@ -18,7 +18,6 @@ from tests.conftest import shared_file
 from tests.data.dicom_series import write_series
 
 
-
 @pytest.fixture
 def shared_dicom() -> Path:
     return shared_file("dicom")
