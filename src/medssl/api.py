@@ -40,7 +40,10 @@ class RunResult:
 
 
 def _load(config: PretrainConfig | FinetuneConfig, data: ImageData | None) -> ImageData:
-    return data if data is not None else load_data(config.data, size=config.size, window=config.window)
+    if data is not None:
+        return data
+    return load_data(config.data, size=config.size, window=config.window, preprocessing=config.preprocessing(),
+                     sampling=config.sampling())
 
 
 def pretraining_pool(data: ImageData, splits: list[str]) -> Split:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 
-from medssl.data.decode import decode, spacing_of
 from medssl.data.items import Collection, Item
 from medssl.errors import MedsslError
+
+if TYPE_CHECKING:  # MONAI is imported only when images are decoded: configs import this module
+    from monai.data import MetaTensor
 
 MR_PERCENTILES = (0.5, 99.5)
 _INTENSITY = re.compile(r"^(ct|range):\s*(-?[\d.eE+-]+)\s*,\s*(-?[\d.eE+-]+)$|^mr$")
@@ -105,6 +107,8 @@ class Prepared:
 
 
 def _same_grid(image: MetaTensor, other: MetaTensor) -> bool:
+    from medssl.data.decode import spacing_of
+
     if image.shape[1:] != other.shape[1:]:
         return False
     scale = max(spacing_of(image.affine, image.ndim - 1))
@@ -114,6 +118,8 @@ def _same_grid(image: MetaTensor, other: MetaTensor) -> bool:
 def prepare_item(item: Item, pre: Preprocessing) -> Prepared:
     """Decode and preprocess one item (image, and its mask and FOV on the same grid)."""
     from monai.transforms import CropForegroundd, Orientationd, Spacingd
+
+    from medssl.data.decode import decode, spacing_of
 
     image = decode(item.image)
     dims = image.ndim - 1

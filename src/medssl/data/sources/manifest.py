@@ -10,12 +10,14 @@ manifest's folder or absolute. Any naming works, so official layouts load as the
 from __future__ import annotations
 
 import csv
+import re
+from dataclasses import replace
 from pathlib import Path
 
 from medssl.data.dataset import SPLITS
 from medssl.data.items import Collection, Image, Item
 from medssl.data.sources import dicom
-from medssl.data.sources.files import collect, reader_for
+from medssl.data.sources.files import collect, reader_for, stem
 from medssl.errors import MedsslError
 
 COLUMNS = ("path", "label", "mask", "fov", "split", "patient_id", "modality")
@@ -83,4 +85,13 @@ def scan(spec: str) -> Collection:
                           mask, fov, cells.get("patient_id") or None, split))
     if not items:
         raise MedsslError(f"{path}: no rows after the header")
-    return Collection(path.stem, "manifest", items)
+    return Collection(path.stem, "manifest", _file_safe_names(items))
+
+
+def _file_safe_names(items: list[Item]) -> list[Item]:
+    """Names usable as file names (predictions are saved under them): the file stems, or when two rows share
+    a stem, their paths with separators replaced."""
+    stems = [stem(Path(item.name)) for item in items]
+    if len(set(stems)) < len(stems):
+        stems = [re.sub(r"[\\/:]+", "__", str(Path(item.name).with_suffix(""))).strip("_.") for item in items]
+    return [replace(item, name=name) for item, name in zip(items, stems, strict=True)]
