@@ -9,6 +9,7 @@ import numpy as np
 
 from medssl.data.decode import DecodeError, decode, spacing_of
 from medssl.data.items import Collection, Skipped
+from medssl.data.preprocess import Prepared, Preprocessing
 from medssl.errors import MedsslError
 
 
@@ -33,6 +34,17 @@ def describe_collection(collection: Collection) -> str:
         values = image.as_tensor()
         rows.append((item, dims, int(image.shape[0]), tuple(image.shape[1:]), spacing_of(image.affine, dims),
                      (float(values.min()), float(values.max()))))
+    return _report(collection, rows, skipped)
+
+
+def describe_prepared(collection: Collection, prepared: list[Prepared]) -> str:
+    """A prepared cache: shapes and spacings as stored, intensities as they were before normalisation."""
+    rows = [(p.item, p.image.ndim - 1, int(p.image.shape[0]), tuple(p.image.shape[1:]), p.spacing, p.native_range)
+            for p in prepared]
+    return _report(collection, rows, list(collection.skipped))
+
+
+def _report(collection: Collection, rows: list[tuple], skipped: list[Skipped]) -> str:
     lines = [f"source: {collection.kind} {collection.name}",
              f"images: {len(rows)} readable, {len(skipped)} skipped"]
     modalities = Counter(item.modality or "unknown" for item, *_ in rows)
@@ -75,6 +87,8 @@ def describe_spec(spec: str, *, size: int | None = None, window: tuple[float, fl
     from medssl.data.sources import describe, load_data
 
     source = find_source(spec)
+    if source.prepared is not None:
+        return describe_prepared(*source.prepared(spec, Preprocessing()))
     if source.scan is None:
         return describe(load_data(spec, size=size, window=window))
     collection = source.scan(spec)

@@ -25,7 +25,7 @@ from scipy import ndimage
 from medssl.data.dataset import SPLITS, UNLABELED, ImageData, Split
 from medssl.data.folder import IMAGE_KINDS, image_kind, image_reader, read_image, to_unit255
 from medssl.data.items import Collection
-from medssl.data.preprocess import Preprocessing
+from medssl.data.preprocess import Prepared, Preprocessing
 from medssl.errors import MedsslError
 
 CHANNELS = ("all", "grey", "green")
@@ -277,21 +277,19 @@ def _pad_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(array, [(0, 0)] + [(0, t - s) for s, t in zip(array.shape[1:], shape, strict=True)])
 
 
-def seg_data_from_items(collection: Collection, pre: Preprocessing, *, fov: str = "none", channel: str = "all",
-                        size: int | None = None, val_count: int | None = None, test_count: int | None = None,
-                        log: Callable[[str], None] | None = None) -> SegData:
+def seg_data_from_items(collection: Collection, prepared: list[Prepared], pre: Preprocessing, *,
+                        fov: str = "none", channel: str = "all", size: int | None = None,
+                        val_count: int | None = None, test_count: int | None = None) -> SegData:
     """Images with masks from a manifest or an MSD folder. Label maps count as foreground where > 0 (the class
     names are recorded). Splits: the items' own when every item has one, else by order as mask folders.
     Volumes of different sizes are zero-padded to the largest and the padding lies outside the field of view."""
-    from medssl.data.assemble import fit_size, prepare_collection
+    from medssl.data.assemble import fit_size
 
-    with_mask = [item for item in collection.items if item.mask is not None]
-    if not with_mask:
-        raise MedsslError(f"{collection.name}: no image has a mask (a manifest needs a 'mask' column)")
+    prepared = [p for p in prepared if p.mask is not None]
+    if not prepared:
+        raise MedsslError(f"{collection.name}: no image has a mask")
     if channel not in CHANNELS:
         raise MedsslError(f"channel must be one of {', '.join(CHANNELS)}, got '{channel}'")
-    subset = Collection(collection.name, collection.kind, with_mask, collection.skipped, collection.class_names)
-    prepared = prepare_collection(subset, pre, log)
     keep_scale = size is not None and pre.spacing is not None
     images, masks, fovs, native_masks, native_fovs = [], [], [], [], []
     for p in prepared:
@@ -387,12 +385,23 @@ def load_seg_data(spec: str, *, seed: int = 0, size: int | None = None, mask_suf
                 raise MedsslError(f"bad option '{key}={value}' in '{spec}'; known: n=INT, seed=INT")
             options[key] = int(value)
         return make_blobs(dims, **options)
+    from medssl.data.assemble import prepare_collection
     from medssl.data.registry import find_source
 
-    if find_source(spec).name in ("manifest", "msd"):
-        collection = find_source(spec).scan(spec)
-        return seg_data_from_items(collection, preprocessing or Preprocessing(), fov=fov, channel=channel,
-                                   size=size, val_count=val_count, test_count=test_count, log=log)
+    source = find_source(spec)
+    if source.name in ("manifest", "msd", "cache"):
+        from medssl.data.sources import prepared_items
+
+        pre = preprocessing or Preprocessing()
+        if source.prepared is None:  # decode only the images with a mask
+            collection = source.scan(spec)
+            collection.items = [item for item in collection.items if item.mask is not None]
+            if not collection.items:
+                raise MedsslError(f"{collection.name}: no image has a mask (a manifest needs a 'mask' column)")
+        collection, prepared = prepared_items(source, spec, pre, log) if source.prepared is not None else (
+            collection, prepare_collection(collection, pre, log))
+        return seg_data_from_items(collection, prepared, pre, fov=fov, channel=channel, size=size,
+                                   val_count=val_count, test_count=test_count)
     return load_mask_folder(spec, mask_suffix=mask_suffix, fov=fov, channel=channel, size=size,
                             val_count=val_count, test_count=test_count)
 

@@ -1,9 +1,9 @@
 """The source registry: every data spec is claimed by exactly one registered source, first match wins.
 
 A source either *scans* files into a ``Collection`` of items (folders, globs, manifests, MSD, DICOM) or
-*loads* ready arrays (npz, labels.csv folders, ``medmnist:``, ``synthetic:``, a prepared cache), which are
-already in the in-memory form of items (``ImageData``). Sources register themselves when
-``medssl.data.sources`` is imported.
+*loads* ready arrays (npz, labels.csv folders, ``medmnist:``, ``synthetic:``), which are already in the
+in-memory form of items (``ImageData``), or holds items already preprocessed (a ``data prepare`` cache).
+Sources register themselves when ``medssl.data.sources`` is imported.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class Source:
     help: str
     scan: Callable[[str], Collection] | None = None  # file sources
     load: Callable[..., Any] | None = None  # array sources: (spec, **options) -> ImageData
+    # sources of items already preprocessed (a cache): (spec, Preprocessing) -> (Collection, [Prepared])
+    prepared: Callable[..., Any] | None = None
 
 
 _SOURCES: list[Source] = []

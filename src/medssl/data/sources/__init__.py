@@ -17,8 +17,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from medssl.data.dataset import ImageData
+from medssl.data.items import Collection
 from medssl.data.npz import load_npz
-from medssl.data.preprocess import Preprocessing
+from medssl.data.preprocess import Prepared, Preprocessing
 from medssl.data.registry import Source, find_source, register
 from medssl.data.sampling import Sampling
 from medssl.errors import MedsslError
@@ -114,7 +115,7 @@ def _load_labels_folder(spec: str, *, size: int | None = None, window: tuple[flo
 
 
 def _register_builtin() -> None:
-    from medssl.data.cache import is_cache, load_cache
+    from medssl.data.cache import is_cache, read_cache
     from medssl.data.sources import files, manifest, msd
 
     for source in (
@@ -122,7 +123,7 @@ def _register_builtin() -> None:
                load=lambda spec, seed=0, **_: _synthetic(spec.removeprefix("synthetic:"), spec, seed)),
         Source("medmnist", lambda s: s.startswith("medmnist:"), "medmnist:NAME[@SIZE]",
                load=lambda spec, **_: _medmnist(spec.removeprefix("medmnist:"), spec)),
-        Source("cache", is_cache, "a cache folder from `medssl data prepare`", load=load_cache),
+        Source("cache", is_cache, "a cache folder from `medssl data prepare`", prepared=read_cache),
         Source("msd", msd.detect, "an MSD/nnU-Net folder with dataset.json", scan=msd.scan),
         Source("labels-folder", _labels_folder, "a folder with labels.csv", load=_load_labels_folder),
         Source("folder", files.is_image_folder, "a folder of images/volumes/DICOM", scan=files.scan_folder),
@@ -140,7 +141,7 @@ def load_data(spec: str, *, seed: int = 0, size: int | None = None,
     """Load any data spec as an ``ImageData``. ``size``/``window`` apply to image folders (``window`` is the
     explicit intensity range of files without ``preprocessing``); ``preprocessing`` (spacing, intensity,
     orientation) to file sources; ``sampling`` draws patches or slices of volumes."""
-    from medssl.data.assemble import prepare_collection, to_image_data
+    from medssl.data.assemble import to_image_data
     from medssl.data.sampling import apply_sampling, sampler_for
 
     source = find_source(spec)
@@ -148,10 +149,20 @@ def load_data(spec: str, *, seed: int = 0, size: int | None = None,
     if source.load is not None:
         data = source.load(spec, seed=seed, size=size, window=window, preprocessing=pre)
         return apply_sampling(data, sampling)
-    collection = source.scan(spec)
-    prepared = prepare_collection(collection, pre, log)
+    collection, prepared = prepared_items(source, spec, pre, log)
     return to_image_data(collection, prepared, size=size, keep_scale=pre.spacing is not None, seed=seed,
                          sampler=sampler_for(sampling, seed))
+
+
+def prepared_items(source: Source, spec: str, pre: Preprocessing,
+                   log: Callable[[str], None] | None = None) -> tuple[Collection, list[Prepared]]:
+    """The preprocessed items of a file source (decoded now) or of a cache (memory-mapped)."""
+    from medssl.data.assemble import prepare_collection
+
+    if source.prepared is not None:
+        return source.prepared(spec, pre)
+    collection = source.scan(spec)
+    return collection, prepare_collection(collection, pre, log)
 
 
 def describe(data: ImageData) -> str:
