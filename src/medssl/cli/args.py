@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from medssl.errors import MedsslError
 
+_NUMBER = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# a negative number or a comma-separated list of numbers starting with one: '-0.5', '-1e-3', '-1000,400'
+NEGATIVE_NUMBERS = re.compile(rf"^-{_NUMBER}(?:,[-+]?{_NUMBER})*$")
+
 
 class Parser(argparse.ArgumentParser):
+    """One-line errors, and option values that start with a minus sign parse as written (``--window -1000,400``):
+    argparse takes any token it does not recognise as a plain negative number for an option."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse consults this pattern to tell values from options; no medssl option looks like a number
+        self._negative_number_matcher = NEGATIVE_NUMBERS
+
     def error(self, message: str) -> None:  # one line instead of usage + message
         raise MedsslError(f"{self.prog}: {message}")
 
