@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -11,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from medssl.data.masks import SegSplit
+from medssl.finetune.policies import augmentation
 from medssl.finetune.segment_metrics import image_metrics, summarise
 from medssl.methods.base import to_unit_float, warmup_cosine
 from medssl.models.segmenter import Segmenter
@@ -96,6 +99,31 @@ def random_flips(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return x, y
 
 
+@dataclass(frozen=True)
+class JointAugmentation:
+    """One augmentation of ``config.augment`` applied to image and mask alike. ``light`` (the default) is
+    flips plus a random gamma on the image; a ladder rung (``finetune.policies.augmentation``) transforms
+    image and mask stacked along channels, so each sample's geometry is drawn once for both (an
+    interpolated mask stays a soft coverage target, as the resized training masks already are)."""
+
+    name: str
+
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.name == "light":
+            x, y = random_flips(x, y)
+            return random_gamma(x, gamma=(0.7, 1.5), p=0.5), y
+        both = augmentation(self.name)(torch.cat([x, y], dim=1))
+        return both[:, :x.shape[1]], both[:, x.shape[1]:]
+
+
+def segmentation_augmentation(name: str) -> JointAugmentation | None:
+    """The joint image/mask augmentation for an ``augment`` option (``none``: no augmentation)."""
+    if name == "none":
+        return None
+    augmentation(name)  # unknown names fail here, not in the first training step
+    return JointAugmentation(name)
+
+
 def soft_dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
     """1 - Dice of sigmoid probabilities pooled over the batch (stable when patches lack foreground)."""
     probs = torch.sigmoid(logits)
@@ -161,7 +189,7 @@ class SegmentationModule(pl.LightningModule):
     """Dice + BCE on random patches; ``val/dice`` (sliding window on whole val images) selects the model."""
 
     def __init__(self, model: Segmenter, val: SegSplit, patch: int, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 augment: bool = True) -> None:
+                 augment: JointAugmentation | None = None) -> None:
         super().__init__()
         self.model = model
         self.val = val
@@ -178,9 +206,8 @@ class SegmentationModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, masks = batch
         x, y = to_unit_float(images), to_unit_float(masks)
-        if self.augment:
-            x, y = random_flips(x, y)
-            x = random_gamma(x, gamma=(0.7, 1.5), p=0.5)
+        if self.augment is not None:
+            x, y = self.augment(x, y)
         logits = self(x)
         loss = F.binary_cross_entropy_with_logits(logits, y) + soft_dice_loss(logits, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
