@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader, IterableDataset
 from medssl.data.masks import SegSplit
 from medssl.finetune.policies import augmentation
 from medssl.finetune.segment_metrics import image_metrics, summarise
-from medssl.methods.base import to_unit_float, warmup_cosine
+from medssl.methods.base import to_unit_float
 from medssl.models.segmenter import Segmenter
+from medssl.tasks.selection import KeepsBest, adamw_warmup_cosine
 from medssl.views import random_gamma
 
 THRESHOLDS = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.1 ... 0.9
@@ -185,8 +186,10 @@ def select_threshold(model: Segmenter, split: SegSplit, patch: int,
     return float(candidates[order[0]]), float(scores[order[0]] / len(split))
 
 
-class SegmentationModule(pl.LightningModule):
+class SegmentationModule(KeepsBest, pl.LightningModule):
     """Dice + BCE on random patches; ``val/dice`` (sliding window on whole val images) selects the model."""
+
+    checkpoint_key = "segmentation"
 
     def __init__(self, model: Segmenter, val: SegSplit, patch: int, lr: float = 1e-3, weight_decay: float = 1e-4,
                  augment: JointAugmentation | None = None) -> None:
@@ -197,8 +200,7 @@ class SegmentationModule(pl.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.augment = augment
-        self.history: list[dict[str, float]] = []
-        self.best: tuple[float, int, dict[str, Tensor]] | None = None  # (val Dice, epoch, weights)
+        self.init_selection("dice")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -216,36 +218,11 @@ class SegmentationModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # validation is whole-image sliding-window inference, run here rather than through a val loader
         summary, _, _ = evaluate(self.model, self.val, self.patch, native=False)
-        self.history.append({"epoch": self.current_epoch, **summary})
         self.log("val/dice", summary["dice"], prog_bar=True)
-        if self.best is None or summary["dice"] > self.best[0]:
-            weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-            self.best = (summary["dice"], self.current_epoch, weights)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # the selection state lives outside the weights: without it a resumed run would forget the best epoch
-        best = None if self.best is None else {"dice": self.best[0], "epoch": self.best[1], "weights": self.best[2]}
-        checkpoint["segmentation"] = {"history": self.history, "best": best}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("segmentation", {})
-        self.history = list(state.get("history", []))
-        best = state.get("best")
-        self.best = None if best is None else (best["dice"], best["epoch"], best["weights"])
-
-    def restore_best(self) -> int:
-        """Load the weights of the epoch with the best validation Dice; returns that epoch."""
-        if self.best is None:
-            raise RuntimeError("no epoch finished")
-        self.model.load_state_dict(self.best[2])
-        return self.best[1]
+        self.record(summary, self.model)
 
     def configure_optimizers(self) -> dict:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = max(1, total // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_warmup_cosine(self, self.lr, self.weight_decay)
 
 
 def patch_loader(sampler: PatchSampler, seed: int = 0) -> DataLoader:

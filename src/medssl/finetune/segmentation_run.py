@@ -109,7 +109,7 @@ def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, pr
         warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__")
         trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     train_s = time.perf_counter() - start
-    best_epoch = module.restore_best()
+    best_epoch = module.restore_best(model)
     model.to("cpu")
     threshold, val_dice_at_threshold = config.threshold, None
     if threshold is None:
