@@ -85,6 +85,9 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
         decoder = model.decoder()
         if decoder is not None:
             save_state(run_dir / "decoder.pt", {k: v.detach().cpu() for k, v in decoder.state_dict().items()})
+            # the whole generative task (SparK's mask tokens too): anomaly detection reconstructs with it
+            generative = next(t for t in tasks if t.decoder is not None)
+            save_state(run_dir / "reconstruction.pt", {k: v.detach().cpu() for k, v in generative.state_dict().items()})
         write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics)
 
