@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +20,20 @@ from medssl.errors import MedsslError
 from medssl.evaluate.run import EvaluateConfig, embed, evaluate, retrieve  # noqa: F401  (notebook re-export)
 from medssl.finetune.classify import Classifier
 from medssl.finetune.policies import augmentation, balanced_sample_weights, loss_policy
+from medssl.finetune.segmentation_run import finetune_segmentation  # noqa: F401  (notebook re-export)
 from medssl.memory import MemoryPlan, default_batch_size, plan_memory, training_device
 from medssl.methods.base import Pretrainer
 from medssl.methods.registry import parse_method
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import (
     LAST_CHECKPOINT,
-    is_complete,
-    load_state,
     read_yaml,
-    run_backbone_spec,
     save_state,
     write_json,
 )
+from medssl.tasks.common import RunResult, load_pretrained
+from medssl.tasks.common import execution_options as _execution
 from medssl.training import BatchIndexedArrays, ResumableRun, batch_loader, make_trainer, open_run
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    metrics: dict
 
 
 def _load(config: PretrainConfig | FinetuneConfig, data: ImageData | None) -> ImageData:
@@ -104,6 +98,9 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
         decoder = model.decoder()
         if decoder is not None:
             save_state(run_dir / "decoder.pt", {k: v.detach().cpu() for k, v in decoder.state_dict().items()})
+            # the whole generative task (SparK's mask tokens too): anomaly detection reconstructs with it
+            generative = next(t for t in tasks if t.decoder is not None)
+            save_state(run_dir / "reconstruction.pt", {k: v.detach().cpu() for k, v in generative.state_dict().items()})
         write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics)
 
@@ -131,25 +128,6 @@ def fit_to_memory(config: PretrainConfig | FinetuneConfig, model: pl.LightningMo
     return plan_memory(model, lambda n: sample[list(range(n))], batch_size, training_device(config.accelerator),
                        precision=config.precision, limit_gb=config.memory_limit_gb,
                        accumulation_refused=accumulation_refused, micro_batch=resumed)
-
-
-def _execution(config: PretrainConfig | FinetuneConfig) -> dict:
-    """The Trainer options that say where and how a run executes."""
-    return {"accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes,
-            "strategy": config.strategy, "sync_batchnorm": config.sync_batchnorm,
-            "deterministic": config.deterministic, "precision": config.precision}
-
-
-def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
-    """Encoder from a finished pre-training run dir, checked against the data it will see."""
-    run_dir = Path(checkpoint)
-    if not run_dir.is_dir():
-        raise MedsslError(f"checkpoint directory not found: {run_dir}")
-    if not is_complete(run_dir) or not (run_dir / "encoder.pt").is_file():
-        raise MedsslError(f"{run_dir} is not a finished pre-training run (no metrics.json or encoder.pt)")
-    encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
-    encoder.load_exported(load_state(run_dir / "encoder.pt"))
-    return encoder
 
 
 def labelled_subset(data: ImageData, config: FinetuneConfig) -> np.ndarray:
@@ -235,4 +213,3 @@ def _best_epoch(callback: ModelCheckpoint) -> int | None:
     return int(state.get("epoch", -1))
 
 
-from medssl.finetune.segmentation_run import finetune_segmentation  # noqa: E402,F401  (re-export)

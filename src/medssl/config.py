@@ -18,6 +18,9 @@ def _check(condition: bool, message: str) -> None:
         raise MedsslError(message)
 
 
+check = _check  # for the task configs (tasks/*/config.py)
+
+
 @dataclass
 class CommonConfig:
     data: str
