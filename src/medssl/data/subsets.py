@@ -64,3 +64,13 @@ def imbalance_subset(labels: np.ndarray, ratio: float, seed: int, minority: int 
         )
     chosen = [order if c != minority else order[:keep] for c, order in orders.items()]
     return np.sort(np.concatenate(chosen))
+
+
+def matched_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of a stratified, seeded, nested subset of the labelled examples with about ``size`` of them
+    (at least one per class): a validation set sized like the labelled training subset."""
+    total = int((labels != UNLABELED).sum())
+    classes = len(np.unique(labels[labels != UNLABELED]))
+    if total == 0:
+        raise MedsslError("a matched validation subset needs labelled validation images")
+    return fraction_subset(labels, min(1.0, max(size, classes) / total), seed)

@@ -29,6 +29,7 @@ from medssl.config import FinetuneConfig, PretrainConfig, SegmentConfig
 from medssl.data.dataset import ImageData
 from medssl.data.masks import SegData, load_seg_data, random_patches
 from medssl.errors import MedsslError
+from medssl.finetune.predictions import PREDICTIONS_FILE
 from medssl.runio import is_complete
 from medssl.study.spec import DEFAULT_CROPS, MASK_KEYS, SAME, SCRATCH, StudySpec, policy_overrides
 from medssl.study.stats import task_metric
@@ -295,6 +296,9 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
     counts = data.class_counts("train")
     minority = min(range(data.num_classes), key=lambda c: (counts[c], c))
     test = metrics["test"]
+    thresholded = test.get("thresholded", {}).get("per_class_recall")
     return {**row, "metrics": json.dumps(metrics), "duration_s": metrics.get("duration_s"),
             "test_auc": test["auc"], "minority_class": minority,
-            "minority_recall": test["per_class_recall"][minority], "n_labelled": metrics["train"]["n"]}
+            "minority_recall": test["per_class_recall"][minority],
+            "minority_recall_thresholded": None if thresholded is None else thresholded[minority],
+            "predictions": str(run_dir / PREDICTIONS_FILE), "n_labelled": metrics["train"]["n"]}
