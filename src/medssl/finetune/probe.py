@@ -1,7 +1,12 @@
 """A linear head trained to convergence on frozen features: the convex-solver probe of ``medssl evaluate
 --protocol linear`` (L2 logistic regression on cached, standardised features; regularisation chosen on
 validation), folded into an ``nn.Linear`` over raw encoder features. It is the linear probe of
-``finetune --linear-probe`` and the starting head of LP-FT (linear probe, then full fine-tuning)."""
+``finetune --linear-probe`` and the starting head of LP-FT (linear probe, then full fine-tuning).
+
+Unlike ``evaluate``'s probe, classes are weighted to balance: C is chosen on validation AUC, which ignores
+the intercept, and with few labels the strongest regularisation often ties for best; unweighted, its
+intercept is the majority prior and every argmax prediction is the majority class (measured on BreastMNIST
+at 10 % labels: minority recall 0.00 for 2 of 3 seeds, 0.50-0.64 balanced, validation AUC within 0.01)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from medssl.evaluate.embeddings import embed_split
 from medssl.evaluate.linear import LinearProbe, fit_linear_probe
 from medssl.models.encoder import Encoder
 
+CLASS_WEIGHT = "balanced"  # scikit-learn: each class weighs n / (K x its count)
 ABSENT_CLASS_LOGIT = -50.0  # a class the probe never saw gets probability ~exp(-50): none, as sklearn says
 
 
@@ -47,7 +53,8 @@ def fit_probe_head(encoder: Encoder, train: Split, val: Split, num_classes: int,
                 for name, split in (("train", train), ("val", val))}
     encoder.train(was_training)
     probe = fit_linear_probe(embedded["train"].features, embedded["train"].labels, embedded["val"].features,
-                             embedded["val"].labels, num_classes, seed=seed)
+                             embedded["val"].labels, num_classes, seed=seed, class_weight=CLASS_WEIGHT)
     details = {"solver": "L2 logistic regression (scikit-learn lbfgs) on standardised frozen features",
-               "c": probe.c, "val_auc_by_c": {str(c): s for c, s in probe.val_scores.items()}}
+               "class_weight": CLASS_WEIGHT, "c": probe.c,
+               "val_auc_by_c": {str(c): s for c, s in probe.val_scores.items()}}
     return head_state(probe, encoder.feature_dim), details
