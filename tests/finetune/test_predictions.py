@@ -79,3 +79,19 @@ def test_every_finetune_run_writes_predictions_matching_its_metrics(tmp_path):
         assert recomputed["auc"] == pytest.approx(metrics[split]["auc"], abs=1e-12)
         assert recomputed["confusion_matrix"] == metrics[split]["confusion_matrix"]
     assert set(metrics["test"]["thresholded"]) >= {"threshold", "balanced_accuracy", "per_class_recall"}
+
+
+def test_matched_validation_selects_on_a_stratified_subset_sized_like_the_labelled_set(tmp_path):
+    from medssl.api import finetune
+    from medssl.config import FinetuneConfig
+    from tests.test_api import SMALL, toy_data
+
+    data = toy_data(2, n=40)
+    result = finetune(FinetuneConfig(data="toy", out=str(tmp_path / "ft"), epochs=1, label_fraction=0.2,
+                                     val_labels="matched", min_samples_per_epoch=16, **SMALL), data=data,
+                      progress=False)
+    val = read_predictions(result.run_dir / "predictions.csv")["val"]
+    assert result.metrics["train"]["n"] == 8 and result.metrics["selection"] == {"val_labels": "matched", "val_n": 8}
+    assert len(val.indices) == 8 and np.bincount(val.labels).tolist() == [4, 4]
+    np.testing.assert_array_equal(val.labels, data.splits["val"].labels[val.indices])  # positions in the source
+    assert result.metrics["val"]["n"] == 8
