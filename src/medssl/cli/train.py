@@ -24,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="pre-training run directory, or 'scratch'")
     p.add_argument("--label-fraction", type=float, default=1.0)
     p.add_argument("--imbalance-ratio", type=float, help="subsample the minority class to 1:RATIO first")
-    p.add_argument("--linear-probe", action="store_true", help="freeze the encoder, train only the head")
+    p.add_argument("--linear-probe", action="store_true",
+                   help="freeze the encoder; the head is a convex-solver probe, regularisation chosen on val")
+    p.add_argument("--lp-ft", action="store_true", help="linear probe first, then full fine-tuning from that head")
+    p.add_argument("--encoder-lr-mult", type=float, default=1.0, help="encoder learning rate = lr x this")
+    p.add_argument("--val-labels", default="full",
+                   help="full | matched: select on a stratified val subset sized like the labelled set")
     p.add_argument("--augment", help="light | none | flips | rot90 | rotate | scale (the ladder; default light)")
     p.add_argument("--loss", default="ce", help="ce | weighted_ce | focal")
     p.add_argument("--focal-gamma", type=float, default=2.0)
@@ -66,6 +71,7 @@ def run_finetune(args: argparse.Namespace) -> None:
                                           "label_fraction": args.label_fraction, "augment": args.augment})
     config = FinetuneConfig(**run_options(args), checkpoint=args.checkpoint, label_fraction=args.label_fraction,
                             imbalance_ratio=args.imbalance_ratio, linear_probe=args.linear_probe,
+                            lp_ft=args.lp_ft, encoder_lr_mult=args.encoder_lr_mult, val_labels=args.val_labels,
                             augment=args.augment, epochs=args.epochs or 20, loss=args.loss,
                             focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing,
                             mixup_alpha=args.mixup_alpha, balanced_sampling=args.balanced_sampling)

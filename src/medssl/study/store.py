@@ -45,8 +45,10 @@ CREATE TRIGGER IF NOT EXISTS results_are_final_delete BEFORE DELETE ON results
 RESULT_COLUMNS = ("cell_key", "spec_hash", "kind", "dataset", "upstream", "method", "backbone", "width",
                   "label_fraction", "imbalance_ratio", "policy", "seed", "test_auc", "minority_class",
                   "minority_recall", "n_labelled", "config", "metrics", "run_dir", "duration_s", "started_at",
-                  "finished_at", "worker", "medssl_version", "task", "label_count", "test_dice")
-ADDED_COLUMNS = {"task": "TEXT", "label_count": "INTEGER", "test_dice": "REAL"}  # since segmentation studies
+                  "finished_at", "worker", "medssl_version", "task", "label_count", "test_dice", "predictions",
+                  "minority_recall_thresholded")
+ADDED_COLUMNS = {"task": "TEXT", "label_count": "INTEGER", "test_dice": "REAL",  # since segmentation studies
+                 "predictions": "TEXT", "minority_recall_thresholded": "REAL"}  # since per-sample predictions
 
 
 @dataclass
