@@ -15,11 +15,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,9 +186,11 @@ def _worker_process(db: str, spec_hash: str, lease_s: float, threads: int) -> No
 
 
 def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: float = 120.0,
-         cache: dict | None = None) -> int:
-    """One worker: claim a runnable cell, run it, record it; wait while others hold the rest. Returns cells run."""
-    worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+         cache: dict | None = None, run_cell: Callable[..., dict] | None = None) -> int:
+    """One worker: claim a runnable cell, run it (``run_cell``, default ``execute``), record it; wait while others
+    hold the rest. Returns cells run."""
+    worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    run_cell = execute if run_cell is None else run_cell
     store = Store(db, create=False, lease_s=lease_s)
     cache = {} if cache is None else cache
     ran = 0
@@ -202,8 +205,8 @@ def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: flo
                 continue
             started = time.time()
             try:
-                with Heartbeat(Path(db), worker, every_s=max(1.0, lease_s / 4)):
-                    row = execute(cell, store, cache, progress=progress)
+                with Heartbeat(db, worker, cell.key, every_s=max(0.5, lease_s / 4)):
+                    row = run_cell(cell, store, cache, progress=progress)
             except Exception as err:  # recorded on the cell; the study goes on with the other cells
                 message = str(err).splitlines()[0] if str(err) else type(err).__name__
                 store.fail(cell.key, worker, f"{type(err).__name__}: {message}")
