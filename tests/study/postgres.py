@@ -61,7 +61,8 @@ class PostgresServer:
         self.port = _free_port()
         if self.user is not None:
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "--no-locale", "-E", "UTF8")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "--no-locale",
+                  "-E", "UTF8")
         hba = self.data / "pg_hba.conf"
         hba.write_text("local all all trust\nhost all postgres 127.0.0.1/32 trust\n"
                        "host all all 127.0.0.1/32 scram-sha-256\n")

@@ -108,7 +108,8 @@ def test_results_are_inserted_once_with_their_metric_values_and_never_rewritten(
                                        "test.per_class_recall.1": 1.0, "duration_s": 3.0}
     assert store.results("h", kind="pretrain")[0]["metric_values"] == stored["metric_values"]
     for statement, verb in (("UPDATE results SET metrics='{}'", "rewritten"), ("DELETE FROM results", "deleted"),
-                            ("UPDATE metric_values SET value=0", "rewritten"), ("DELETE FROM metric_values", "deleted")):
+                            ("UPDATE metric_values SET value=0", "rewritten"),
+                            ("DELETE FROM metric_values", "deleted")):
         with pytest.raises(sa.exc.DBAPIError, match=f"never {verb}"):
             sql(store, statement)
     assert sql(store, "SELECT COUNT(*) FROM metric_values") == [(4,)]
@@ -134,7 +135,8 @@ def test_a_database_of_the_previous_release_opens_and_gains_the_new_columns_and_
     conn.executescript("""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         INSERT INTO meta VALUES ('medssl_study_db', '1');
-        CREATE TABLE studies (spec_hash TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, created REAL NOT NULL);
+        CREATE TABLE studies (spec_hash TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL,
+            created REAL NOT NULL);
         CREATE TABLE cells (key TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, depends_on TEXT, config TEXT NOT NULL,
             labels TEXT NOT NULL, run_dir TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
             worker TEXT, host TEXT, pid INTEGER, heartbeat REAL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT);
@@ -142,10 +144,11 @@ def test_a_database_of_the_previous_release_opens_and_gains_the_new_columns_and_
         CREATE TABLE results (cell_key TEXT PRIMARY KEY NOT NULL, spec_hash TEXT NOT NULL, kind TEXT NOT NULL,
             dataset TEXT, upstream TEXT, method TEXT, backbone TEXT, width REAL, label_fraction REAL,
             imbalance_ratio REAL, policy TEXT, seed INTEGER, test_auc REAL, minority_class INTEGER,
-            minority_recall REAL, n_labelled INTEGER, config TEXT NOT NULL, metrics TEXT NOT NULL, run_dir TEXT NOT NULL,
-            duration_s REAL, started_at REAL, finished_at REAL, worker TEXT, medssl_version TEXT);
+            minority_recall REAL, n_labelled INTEGER, config TEXT NOT NULL, metrics TEXT NOT NULL,
+            run_dir TEXT NOT NULL, duration_s REAL, started_at REAL, finished_at REAL, worker TEXT, medssl_version TEXT);
         INSERT INTO studies VALUES ('h', 'old', '{}', 1.0);
-        INSERT INTO cells (key, kind, config, labels, run_dir, seq, status) VALUES ('a', 'finetune', '{}', '{}', '/r', 0, 'done');
+        INSERT INTO cells (key, kind, config, labels, run_dir, seq, status)
+            VALUES ('a', 'finetune', '{}', '{}', '/r', 0, 'done');
         INSERT INTO study_cells VALUES ('h', 'a');
         INSERT INTO results (cell_key, spec_hash, kind, test_auc, config, metrics, run_dir)
             VALUES ('a', 'h', 'finetune', 0.8, '{}', '{"test": {"auc": 0.8}}', '/r');
