@@ -145,7 +145,8 @@ def test_a_database_of_the_previous_release_opens_and_gains_the_new_columns_and_
             dataset TEXT, upstream TEXT, method TEXT, backbone TEXT, width REAL, label_fraction REAL,
             imbalance_ratio REAL, policy TEXT, seed INTEGER, test_auc REAL, minority_class INTEGER,
             minority_recall REAL, n_labelled INTEGER, config TEXT NOT NULL, metrics TEXT NOT NULL,
-            run_dir TEXT NOT NULL, duration_s REAL, started_at REAL, finished_at REAL, worker TEXT, medssl_version TEXT);
+            run_dir TEXT NOT NULL, duration_s REAL, started_at REAL, finished_at REAL, worker TEXT,
+            medssl_version TEXT);
         INSERT INTO studies VALUES ('h', 'old', '{}', 1.0);
         INSERT INTO cells (key, kind, config, labels, run_dir, seq, status)
             VALUES ('a', 'finetune', '{}', '{}', '/r', 0, 'done');
