@@ -116,21 +116,8 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
         raise MedsslError(f"workers must be >= 1, got {workers}")
     started = time.perf_counter()
     cache: dict[tuple, ImageData] = {}
-    # bad data fails here, before the DB is touched
-    for dataset in spec.datasets:
-        if spec.task == "segment":
-            train = len(_seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache).splits["train"])
-            if spec.label_counts and max(spec.label_counts) > train:
-                raise MedsslError(f"label count {max(spec.label_counts)} exceeds the {train} training images of "
-                                  f"{dataset}")
-        else:
-            _data({"data": dataset, "size": spec.size}, cache)
-    for upstream in spec.upstream:
-        if upstream != SAME:
-            _data({"data": upstream, "size": spec.size}, cache)
-    store = Store(db, lease_s=lease_s)
+    store = register_study(spec, db, runs_dir, lease_s=lease_s, cache=cache)
     try:
-        store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
         counts = store.counts(spec.hash)
         print(f"study {spec.name} ({spec.hash}): {sum(counts.values())} cells, {counts.get('done', 0)} already done;"
               f" {workers} worker(s)", file=sys.stderr)
@@ -158,6 +145,31 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
     finally:
         store.close()
     return outcome
+
+
+def register_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, lease_s: float = 120.0,
+                   cache: dict | None = None) -> Store:
+    """Check the data (bad data fails here, before the database is touched), then add the study's cells to
+    ``db``; returns the open store."""
+    cache = {} if cache is None else cache
+    for dataset in spec.datasets:
+        if spec.task == "segment":
+            train = len(_seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache).splits["train"])
+            if spec.label_counts and max(spec.label_counts) > train:
+                raise MedsslError(f"label count {max(spec.label_counts)} exceeds the {train} training images of "
+                                  f"{dataset}")
+        else:
+            _data({"data": dataset, "size": spec.size}, cache)
+    for upstream in spec.upstream:
+        if upstream != SAME:
+            _data({"data": upstream, "size": spec.size}, cache)
+    store = Store(db, lease_s=lease_s)
+    try:
+        store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 @contextmanager

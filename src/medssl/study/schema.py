@@ -86,6 +86,12 @@ RESULT_COLUMNS = tuple(c.name for c in results.columns)
 FINAL_TABLES = ("results", "metric_values")  # rows inserted once, never rewritten or deleted
 
 
+def final_row_triggers(dialect: str) -> set[str]:
+    if dialect == "sqlite":
+        return {f"{table}_are_final_{op}" for table in FINAL_TABLES for op in ("update", "delete")}
+    return {f"{table}_are_final" for table in FINAL_TABLES}
+
+
 def final_rows_ddl(dialect: str) -> list[str]:
     """Triggers that make the rows of FINAL_TABLES immutable (the database refuses, whoever asks)."""
     if dialect == "sqlite":

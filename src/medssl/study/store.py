@@ -33,6 +33,7 @@ from medssl.study.schema import (
     RESULT_COLUMNS,
     SCHEMA_VERSION,
     cells,
+    final_row_triggers,
     final_rows_ddl,
     flatten_metrics,
     meta,
@@ -181,14 +182,26 @@ class Store:
             tables = set(sa.inspect(conn).get_table_names())
             marker = conn.execute(sa.select(meta.c.value).where(meta.c.key == MARKER)).scalar() \
                 if "meta" in tables else None
+            complete = marker is not None and self._schema_complete(conn, tables)
         if tables and marker is None:
             raise MedsslError(f"{self.name}: a database with other tables, not a medssl study database")
         if marker is not None and marker != SCHEMA_VERSION:
             raise MedsslError(f"{self.name}: study database schema {marker}, this medssl reads {SCHEMA_VERSION}")
         if marker is None and not create:
             raise MedsslError(f"{self.name} holds no medssl study")
-        if create:
+        if not complete:  # a new database, or one written by an older release (also when only reading it)
             self._migrate_schema()
+
+    def _schema_complete(self, conn: sa.Connection, tables: set[str]) -> bool:
+        if not set(metadata.tables) <= tables:
+            return False
+        inspector = sa.inspect(conn)
+        for table in (cells, results):
+            if not {c.name for c in table.columns} <= {c["name"] for c in inspector.get_columns(table.name)}:
+                return False
+        query = ("SELECT name FROM sqlite_master WHERE type = 'trigger'" if self.dialect == "sqlite" else
+                 "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
+        return final_row_triggers(self.dialect) <= set(conn.exec_driver_sql(query).scalars())
 
     def _migrate_schema(self) -> None:
         """Create what is missing: tables, columns added since the database was written, triggers, marker."""
@@ -243,13 +256,15 @@ class Store:
         with self.engine.begin() as conn:
             yield conn
 
-    def _write(self, work: Callable[[sa.Connection], T]) -> T:
+    def write(self, work: Callable[[sa.Connection], T]) -> T:
+        """``work(connection)`` in one write transaction, retried while the database is unreachable."""
         def attempt() -> T:
             with self.transaction() as conn:
                 return work(conn)
         return self.retrying(attempt)
 
-    def _read(self, work: Callable[[sa.Connection], T]) -> T:
+    def read(self, work: Callable[[sa.Connection], T]) -> T:
+        """``work(connection)`` reading (on SQLite without taking the write lock), retried likewise."""
         def attempt() -> T:
             with self.engine.connect() as conn:
                 conn.execution_options(medssl_read=True)
@@ -258,7 +273,7 @@ class Store:
 
     def now(self) -> float:
         """The database's clock (epoch seconds): what leases and heartbeats are measured against."""
-        return self._read(lambda conn: float(conn.execute(sa.select(self._now)).scalar_one()))
+        return self.read(lambda conn: float(conn.execute(sa.select(self._now)).scalar_one()))
 
     # --- planning -------------------------------------------------------------------------------------
     def register(self, spec_hash: str, name: str, spec: dict, cell_list: list[Cell]) -> None:
@@ -276,7 +291,7 @@ class Store:
                              [{"spec_hash": spec_hash, "cell_key": c.key} for c in cell_list])
             conn.execute(cells.update().where(cells.c.status == "failed", cells.c.key.in_(self._keys(spec_hash)))
                          .values(status="pending", error=None))
-        self._write(work)
+        self.write(work)
 
     @staticmethod
     def _keys(spec_hash: str) -> sa.Select:
@@ -317,12 +332,12 @@ class Store:
                 claimed=self._now, attempts=cells.c.attempts + 1))
             return Cell(row.key, row.kind, row.depends_on, json.loads(row.config), json.loads(row.labels),
                         row.run_dir, row.seq)
-        return self._write(work)
+        return self.write(work)
 
     def heartbeat(self, worker: str, key: str) -> None:
         """Renew the lease of the cell ``worker`` runs (by key: a claim whose commit answer the connection lost,
         e.g. in a server restart, is never renewed and its lease runs out)."""
-        self._write(lambda conn: conn.execute(
+        self.write(lambda conn: conn.execute(
             cells.update().where(cells.c.key == key, cells.c.worker == worker, cells.c.status == "running")
             .values(heartbeat=self._now)))
 
@@ -348,10 +363,10 @@ class Store:
                 self._insert_values(conn, key, values["spec_hash"], values["metrics"])
             conn.execute(cells.update().where(cells.c.key == key).values(status="done", error=None))
             return first
-        return self._write(work)
+        return self.write(work)
 
     def fail(self, key: str, worker: str, error: str) -> None:
-        self._write(lambda conn: conn.execute(
+        self.write(lambda conn: conn.execute(
             cells.update().where(cells.c.key == key, cells.c.worker == worker, cells.c.status == "running")
             .values(status="failed", error=error)))
 
@@ -359,17 +374,17 @@ class Store:
     def counts(self, spec_hash: str) -> dict[str, int]:
         query = (sa.select(cells.c.status, sa.func.count()).where(cells.c.key.in_(self._keys(spec_hash)))
                  .group_by(cells.c.status))
-        return self._read(lambda conn: {status: n for status, n in conn.execute(query)})
+        return self.read(lambda conn: {status: n for status, n in conn.execute(query)})
 
     def failures(self, spec_hash: str) -> list[tuple[str, str]]:
         query = (sa.select(cells.c.key, cells.c.error)
                  .where(cells.c.key.in_(self._keys(spec_hash)), cells.c.status == "failed").order_by(cells.c.seq))
-        return self._read(lambda conn: [(key, error) for key, error in conn.execute(query)])
+        return self.read(lambda conn: [(key, error) for key, error in conn.execute(query)])
 
     def cell_states(self, spec_hash: str) -> list[dict]:
         """Every cell of a study with its state (status, worker, host, attempts, error, claimed, heartbeat)."""
         query = sa.select(cells).where(cells.c.key.in_(self._keys(spec_hash))).order_by(cells.c.seq)
-        return self._read(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
+        return self.read(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
 
     def _with_values(self, conn: sa.Connection, rows: list[dict]) -> list[dict]:
         """Attach each row's ``metric_values`` ({dotted name: value})."""
@@ -389,18 +404,29 @@ class Store:
         def work(conn: sa.Connection) -> dict | None:
             row = conn.execute(sa.select(results).where(results.c.cell_key == key)).first()
             return None if row is None else self._with_values(conn, [dict(row._mapping)])[0]
-        return self._read(work)
+        return self.read(work)
 
     def results(self, spec_hash: str, kind: str = "finetune") -> list[dict]:
         """The finished rows of one study's cells (whichever study first ran them), with their metric values."""
         query = (sa.select(results).join(cells, cells.c.key == results.c.cell_key)
                  .where(results.c.cell_key.in_(self._keys(spec_hash)), results.c.kind == kind)
                  .order_by(cells.c.seq))
-        return self._read(lambda conn: self._with_values(conn, [dict(r._mapping) for r in conn.execute(query)]))
+        return self.read(lambda conn: self._with_values(conn, [dict(r._mapping) for r in conn.execute(query)]))
 
     def studies(self) -> list[dict]:
         query = sa.select(studies).order_by(studies.c.created)
-        return self._read(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
+        return self.read(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
+
+    def study(self, spec_hash: str | None = None) -> dict:
+        """The record of study ``spec_hash`` (default: the latest registered)."""
+        held = self.studies()
+        if not held:
+            raise MedsslError(f"{self.name} holds no study yet")
+        chosen = held[-1] if spec_hash is None else next((s for s in held if s["spec_hash"] == spec_hash), None)
+        if chosen is None:
+            hashes = ", ".join(s["spec_hash"] for s in held)
+            raise MedsslError(f"no study {spec_hash} in {self.name}; it holds {hashes}")
+        return chosen
 
 
 class Heartbeat:
