@@ -76,7 +76,7 @@ def study_status(store: Store, study: str | None = None) -> StudyStatus:
         else:
             labels = json.loads(cell["labels"])
             for axis in AXES:
-                if axis in labels:
+                if labels.get(axis, "-") != "-":  # '-': not on this axis (scratch has no upstream)
                     levels[axis].setdefault(_level(labels[axis]), Counter())[state] += 1
         if state == "running":
             status.running.append(Running(cell["key"], cell["worker"] or "?", cell["host"] or "?",
