@@ -9,10 +9,12 @@ import os
 import signal
 import time
 
+from medssl.cli import main
 from medssl.study import report
-from medssl.study.runner import plan, run_study, work
+from medssl.study.runner import plan, register_study, run_study, work
 from medssl.study.store import Cell, Store
-from tests.study.conftest import tiny_spec
+from tests.study.conftest import tiny_spec, write_spec
+from tests.study.postgres import PASSWORD_ROLE
 
 FORK = multiprocessing.get_context("fork")  # workers start in milliseconds (nothing to import again)
 
@@ -134,3 +136,25 @@ def test_the_report_of_a_postgresql_run_equals_the_sqlite_ones(pg_url, tmp_path)
     assert (pg_report.title, pg_report.findings, pg_report.notes) == \
         (sqlite_report.title, sqlite_report.findings, sqlite_report.notes)
     assert [caption for caption, _ in pg_report.figures] == [caption for caption, _ in sqlite_report.figures]
+
+
+def test_bad_databases_are_refused_by_the_cli_in_one_line_with_nothing_written(postgres_server, pg_url, tmp_path,
+                                                                               capsys):
+    spec_path, runs = write_spec(tmp_path / "spec.yaml", label_fractions=[1.0], seeds=1), str(tmp_path / "runs")
+    register_study(tiny_spec(seeds=1), pg_url, runs).close()  # the database holds another spec of study 'tiny'
+    before = _state(pg_url, tiny_spec(seeds=1).hash)
+    database = pg_url.rsplit("/", 1)[1]
+    wrong_password = postgres_server.url(database, PASSWORD_ROLE, "not-the-password")
+    unreachable = postgres_server.url(database).replace(f":{postgres_server.port}/", ":1/")
+    launch = ["--runs", runs, "--executor", "local", "--workers", "1"]
+    for argv, message in ((["run", str(spec_path), "--db", wrong_password, "--out", runs], "password authentication"),
+                          (["launch", str(spec_path), "--db", unreachable, *launch], "Connection refused"),
+                          (["launch", str(spec_path), "--db", pg_url, *launch], "with another spec"),
+                          (["status", "--db", wrong_password], "password authentication")):
+        assert main(["study", *argv]) == 2
+        error = capsys.readouterr().err.strip()
+        assert message in error and len(error.splitlines()) == 1 and "not-the-password" not in error
+    assert _state(pg_url, tiny_spec(seeds=1).hash) == before
+    store = Store(pg_url, create=False)
+    assert [s["spec_hash"] for s in store.studies()] == [tiny_spec(seeds=1).hash]
+    store.close()
