@@ -41,13 +41,13 @@ def test_a_batch_that_does_not_fit_is_split_into_the_largest_fitting_micro_batch
 
 
 def test_a_whole_batch_loss_is_refused_with_the_batch_that_fits() -> None:
-    with pytest.raises(MedsslError, match="the simclr loss .* use a batch size of at most 65$"):
+    with pytest.raises(MedsslError, match=r"the simclr loss .* use a batch size of at most 65$"):
         choose_plan(StepMemory(100 * MB, 10 * MB), 50 * MB, 256, Budget(1000 * MB, "test"),
                     accumulation_refused="the simclr loss compares each sample with the rest of its batch")
 
 
 def test_even_two_samples_that_do_not_fit_are_refused() -> None:
-    with pytest.raises(MedsslError, match="even 2 samples need ~.*smaller model"):
+    with pytest.raises(MedsslError, match=r"even 2 samples need ~.*smaller model"):
         choose_plan(StepMemory(750 * MB, 50 * MB), 0, 64, Budget(1000 * MB, "test"))
 
 
@@ -68,7 +68,7 @@ def test_budget_comes_from_the_limit_the_env_or_the_machine(monkeypatch) -> None
         memory.available_memory(cpu)
     monkeypatch.delenv(memory.LIMIT_ENV)
     machine = memory.available_memory(cpu)
-    assert 0 < machine.bytes and machine.source
+    assert machine.bytes > 0 and machine.source
 
 
 def test_an_address_space_limit_bounds_the_budget() -> None:
