@@ -194,3 +194,22 @@ def test_volumes_default_to_a_small_batch(volumes_npz, tmp_path) -> None:
     assert with_default_batch(PretrainConfig(data="d", out="o"), "pretrain", 3).batch_size == 16
     assert with_default_batch(PretrainConfig(data="d", out="o"), "pretrain", 2).batch_size == 128
     assert with_default_batch(FinetuneConfig(data="d", out="o", batch_size=8), "finetune", 3).batch_size == 8
+
+
+def test_an_unfinished_run_resumes_with_its_recorded_micro_batch(volumes_npz, tmp_path, monkeypatch) -> None:
+    from medssl.api import fit_to_memory
+    from medssl.config import PretrainConfig
+    from medssl.data.dataset import Split
+    from medssl.runio import LAST_CHECKPOINT, write_yaml
+
+    out = tmp_path / "run"
+    (out / LAST_CHECKPOINT).parent.mkdir(parents=True)
+    (out / LAST_CHECKPOINT).write_bytes(b"")
+    write_yaml(out / "config.yaml", {"batch_size": 32, "micro_batch": 8})
+    monkeypatch.setattr(memory, "measure_step", lambda *a, **k: StepMemory(10 * MB, 1 * MB))
+    config = PretrainConfig(data="d", out=str(out), batch_size=32, memory_limit_gb=4.0)
+    split = Split(np.zeros((40, 1, 8, 8, 8), np.uint8), np.zeros(40, np.int64))
+    plan = fit_to_memory(config, _tiny_3d_pretrainer(), split, 32)
+    assert (plan.micro_batch, plan.accumulate_grad_batches) == (8, 4)  # everything fits, yet the run keeps 8
+    config.overwrite = True  # starting afresh: the plan is decided again
+    assert fit_to_memory(config, _tiny_3d_pretrainer(), split, 32).micro_batch == 32
