@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     launch = study_sub.add_parser("launch", help="start a study's workers as a SLURM job array or local processes")
     _spec_options(launch)
-    launch.add_argument("--db", required=True, help="postgresql://user@host/dbname (a SQLite file only for workers on one machine)")
+    launch.add_argument("--db", required=True,
+                        help="postgresql://user@host/dbname (a SQLite file only for workers on one machine)")
     launch.add_argument("--runs", required=True, help="run root every worker sees (shared file system)")
     launch.add_argument("--executor", choices=["local", "slurm"], default="slurm")
     launch.add_argument("--workers", type=int, required=True, help="worker tasks (the job array's size)")
