@@ -106,6 +106,7 @@ def run_study(args: argparse.Namespace) -> None:
 
 def run_launch(args: argparse.Namespace) -> None:
     from medssl.study.launch import Resources, launch, parse_time
+    from medssl.study.store import database_name
 
     resources = Resources(workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                           cpus_per_worker=args.cpus_per_worker, partition=args.partition,
@@ -116,9 +117,10 @@ def run_launch(args: argparse.Namespace) -> None:
     if args.executor == "local":
         print(f"{done}/{total} cells done")
         if done < total:
-            raise MedsslError(f"{total - done} cell(s) not done; see: medssl study status --db {args.db}")
-    else:
-        print(f"follow it with: medssl study status --db {args.db} --watch")
+            raise MedsslError(f"{total - done} cell(s) not done; see: medssl study status"
+                              f" --db {database_name(args.db)}")
+    elif launched.jobs:
+        print(f"follow it with: medssl study status --db {database_name(args.db)} --watch")
 
 
 def run_status(args: argparse.Namespace) -> None:
