@@ -15,11 +15,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -117,21 +118,8 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
         raise MedsslError(f"workers must be >= 1, got {workers}")
     started = time.perf_counter()
     cache: dict[tuple, ImageData] = {}
-    # bad data fails here, before the DB is touched
-    for dataset in spec.datasets:
-        if spec.task == "segment":
-            train = len(_seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache).splits["train"])
-            if spec.label_counts and max(spec.label_counts) > train:
-                raise MedsslError(f"label count {max(spec.label_counts)} exceeds the {train} training images of "
-                                  f"{dataset}")
-        else:
-            _data({"data": dataset, "size": spec.size}, cache)
-    for upstream in spec.upstream:
-        if upstream != SAME:
-            _data({"data": upstream, "size": spec.size}, cache)
-    store = Store(db, lease_s=lease_s)
+    store = register_study(spec, db, runs_dir, lease_s=lease_s, cache=cache)
     try:
-        store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
         counts = store.counts(spec.hash)
         print(f"study {spec.name} ({spec.hash}): {sum(counts.values())} cells, {counts.get('done', 0)} already done;"
               f" {workers} worker(s)", file=sys.stderr)
@@ -161,6 +149,31 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
     return outcome
 
 
+def register_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, lease_s: float = 120.0,
+                   cache: dict | None = None) -> Store:
+    """Check the data (bad data fails here, before the database is touched), then add the study's cells to
+    ``db``; returns the open store."""
+    cache = {} if cache is None else cache
+    for dataset in spec.datasets:
+        if spec.task == "segment":
+            train = len(_seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache).splits["train"])
+            if spec.label_counts and max(spec.label_counts) > train:
+                raise MedsslError(f"label count {max(spec.label_counts)} exceeds the {train} training images of "
+                                  f"{dataset}")
+        else:
+            _data({"data": dataset, "size": spec.size}, cache)
+    for upstream in spec.upstream:
+        if upstream != SAME:
+            _data({"data": upstream, "size": spec.size}, cache)
+    store = Store(db, lease_s=lease_s)
+    try:
+        store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 @contextmanager
 def _sigterm_as_exit() -> Iterator[None]:
     """SIGTERM (a scheduler, ``kill``) raises SystemExit here, so the caller's cleanup runs; outside the main
@@ -187,9 +200,11 @@ def _worker_process(db: str, spec_hash: str, lease_s: float, threads: int) -> No
 
 
 def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: float = 120.0,
-         cache: dict | None = None) -> int:
-    """One worker: claim a runnable cell, run it, record it; wait while others hold the rest. Returns cells run."""
-    worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+         cache: dict | None = None, run_cell: Callable[..., dict] | None = None) -> int:
+    """One worker: claim a runnable cell, run it (``run_cell``, default ``execute``), record it; wait while others
+    hold the rest. Returns cells run."""
+    worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    run_cell = execute if run_cell is None else run_cell
     store = Store(db, create=False, lease_s=lease_s)
     cache = {} if cache is None else cache
     ran = 0
@@ -204,8 +219,8 @@ def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: flo
                 continue
             started = time.time()
             try:
-                with Heartbeat(Path(db), worker, every_s=max(1.0, lease_s / 4)):
-                    row = execute(cell, store, cache, progress=progress)
+                with Heartbeat(db, worker, cell.key, every_s=max(0.5, lease_s / 4)):
+                    row = run_cell(cell, store, cache, progress=progress)
             except Exception as err:  # recorded on the cell; the study goes on with the other cells
                 message = str(err).splitlines()[0] if str(err) else type(err).__name__
                 store.fail(cell.key, worker, f"{type(err).__name__}: {message}")
