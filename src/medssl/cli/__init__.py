@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from medssl.cli import evaluate, info, study, train
+from medssl.cli import advise, evaluate, info, study, train
 from medssl.cli.args import Parser
 from medssl.errors import MedsslError
 
-COMMAND_MODULES = (train, evaluate, study, info)
+COMMAND_MODULES = (train, evaluate, study, info, advise)
 
 
 def build_parser() -> argparse.ArgumentParser:

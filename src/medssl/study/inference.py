@@ -343,7 +343,7 @@ def _satterthwaite(var_seeds: float, seeds: int, var_images: float, test_images:
     return total**2 / denominator if denominator > 0 else float(max(seeds - 1, 1))
 
 
-def _detectable(var_seeds: float, seeds: int, var_images: float, test_images: int | None, alpha: float,
+def detectable_difference(var_seeds: float, seeds: int, var_images: float, test_images: int | None, alpha: float,
                 power: float) -> float:
     df = _satterthwaite(var_seeds, seeds, var_images, test_images)
     return (float(sps.t.ppf(1 - alpha / 2, df)) + float(sps.t.ppf(power, df))) * math.sqrt(var_seeds + var_images)
@@ -360,29 +360,36 @@ class Power:
 MAX_SEEDS = 1000
 
 
+def seeds_for(difference: float, seed_variance: float, var_images: float, test_images: int | None,
+              alpha: float = ALPHA, power: float = POWER, max_seeds: int = MAX_SEEDS) -> int | None:
+    """The fewest seeds (>= 2) at which ``difference`` is detected with ``power``, given the per-seed variance of
+    the difference and the test set's variance; None when test-set noise alone rules it out."""
+    if difference <= 0:
+        return None
+    for seeds in range(2, max_seeds + 1):
+        if detectable_difference(seed_variance / seeds, seeds, var_images, test_images, alpha, power) <= difference:
+            return seeds
+    return None
+
+
 def power_analysis(d: Difference, alpha: float = ALPHA, power: float = POWER) -> Power | None:
     """What this design could detect (t approximation with the estimated variance components), and what the
     observed difference would need. ``alpha`` should be the per-comparison level the correction demands."""
     if d.seeds < 2 or not math.isfinite(d.var_seeds) or not math.isfinite(d.var_images):
         return None
-    s2 = d.var_seeds * d.seeds  # per-seed variance
     n = d.test_images
-    detectable = _detectable(d.var_seeds, d.seeds, d.var_images, n, alpha, power)
+    detectable = detectable_difference(d.var_seeds, d.seeds, d.var_images, n, alpha, power)
     target = abs(d.estimate)
-    seeds_needed = images_needed = None
-    if target > 0:
-        for seeds in range(2, MAX_SEEDS + 1):
-            if _detectable(s2 / seeds, seeds, d.var_images, n, alpha, power) <= target:
-                seeds_needed = seeds
-                break
-        if n and d.var_images > 0:
-            low, high = n, n * 10_000
-            if _detectable(d.var_seeds, d.seeds, d.var_images * n / high, high, alpha, power) <= target:
-                while low < high:  # detectable difference falls as the test set grows
-                    mid = (low + high) // 2
-                    if _detectable(d.var_seeds, d.seeds, d.var_images * n / mid, mid, alpha, power) <= target:
-                        high = mid
-                    else:
-                        low = mid + 1
-                images_needed = low
+    seeds_needed = seeds_for(target, d.var_seeds * d.seeds, d.var_images, n, alpha, power)
+    images_needed = None
+    if target > 0 and n and d.var_images > 0:
+        low, high = n, n * 10_000
+        if detectable_difference(d.var_seeds, d.seeds, d.var_images * n / high, high, alpha, power) <= target:
+            while low < high:  # the detectable difference falls as the test set grows
+                mid = (low + high) // 2
+                if detectable_difference(d.var_seeds, d.seeds, d.var_images * n / mid, mid, alpha, power) <= target:
+                    high = mid
+                else:
+                    low = mid + 1
+            images_needed = low
     return Power(detectable, alpha, seeds_needed, images_needed)
