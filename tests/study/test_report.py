@@ -78,6 +78,7 @@ def test_the_report_opens_with_the_answer_and_the_protocol_box(report):
     facts = dict(built.protocol)
     assert "full validation split" in facts["selection data"]
     assert "one pre-trained encoder per seed" in facts["encoders"]  # the tiny spec pre-trains per seed
+    assert facts["fine-tuning budget"].startswith("one recipe for every arm, no per-arm tuning (batch_size 16")
     assert "split(s) train" in facts["pre-training data"] and "TEST" not in facts["pre-training data"]
     assert "over the 2 comparisons of each metric" in facts["verdicts"] and "Holm" in facts["verdicts"]
     assert built.answer and ("Pre-training helps" in built.answer[0] or "No pre-trained method" in built.answer[0])

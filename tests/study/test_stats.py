@@ -99,3 +99,17 @@ def test_segmentation_uses_per_image_dice():
     expected = np.mean([r["test_dice"] for r in rows if r["method"] == "genesis"]) - \
         np.mean([r["test_dice"] for r in rows if r["method"] == "scratch"])
     assert comparison.score.estimate == pytest.approx(expected) and comparison.score.var_images > 0
+
+
+def test_each_metric_is_its_own_correction_family():
+    rows = []
+    for fraction in (0.1, 0.5, 1.0):
+        rows += [_row("scratch", s, 0.6 + 0.01 * s, fraction) for s in range(4)]
+        rows += [_row("simclr", s, 0.65 + 0.012 * s, fraction) for s in range(4)]
+    comparisons = compare_to_scratch(rows)
+    assert judge(comparisons) == 3  # three conditions; AUC, balanced accuracy and recall corrected apart
+    auc = [c.score for c in comparisons]
+    raw = sorted(d.p for d in auc)
+    assert min(d.adjusted_p for d in auc) == pytest.approx(min(1.0, 3 * raw[0]))
+    assert judge(comparisons, correction="bh") == 3
+    assert max(d.adjusted_p for d in auc) == pytest.approx(raw[-1])  # BH leaves the largest p as it is

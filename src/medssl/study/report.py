@@ -208,7 +208,8 @@ def _power_phrase(d: Difference, context: Context, name: str) -> str:
     if power.test_images_needed is not None:
         needs.append(f"~{power.test_images_needed} test images")
     if abs(d.estimate) > 0:
-        text += f"; {d.estimate:+.3f} would need " + (" or ".join(needs) if needs else "far more data")
+        text += f"; {d.estimate:+.3f} would need " + (" or ".join(needs) if needs else
+                                                       "more seeds and more test images together")
     return text
 
 
@@ -340,7 +341,7 @@ def answer(comparisons: list[Comparison], rows: list[dict], pretrains: list[dict
                      f"{d.estimate:+.3f} {name} (95 % CI [{d.low:+.3f}, {d.high:+.3f}], {context.p_name} "
                      f"{_p(d.adjusted_p)}).")
     else:
-        lines.append(f"No pre-trained method beats scratch on {name} in any of the {len(comparisons)} comparisons "
+        lines.append(f"No pre-trained method beats scratch on {name} in any of the {len(comparisons)} comparison(s) "
                      f"after {CORRECTION_NAMES[context.correction]} correction.")
     if worse:
         lines.append(f"It hurts in {len(worse)}: " + "; ".join(
@@ -369,15 +370,20 @@ def answer(comparisons: list[Comparison], rows: list[dict], pretrains: list[dict
     return lines
 
 
+TUNING_KEYS = ("grid", "tuning", "tune", "search")
+
+
 def _tuning(spec: dict) -> str:
+    """The fine-tuning recipe, and any per-arm tuning grid the spec declares (read defensively: older specs have
+    none)."""
     finetune = spec.get("finetune") or {}
-    grid = {k: v for k, v in finetune.items() if "grid" in k or "tun" in k}
-    grid.update({k: v for k, v in spec.items() if "grid" in k or "tun" in k})
+    grid = {k: v for k, v in finetune.items() if any(word in k for word in TUNING_KEYS)}
+    grid.update({k: v for k, v in spec.items() if k in TUNING_KEYS or k.endswith("_grid")})
     recipe = ", ".join(f"{k} {v}" for k, v in finetune.items() if k not in grid) or "defaults"
-    text = f"one recipe for every arm ({recipe})"
     if grid:
-        text = f"per-arm choice on validation from {json.dumps(grid, sort_keys=True)}; otherwise {recipe}"
-    return text
+        return f"each arm picks its setting on validation from the same grid {json.dumps(grid, sort_keys=True)}; " \
+               f"otherwise {recipe}"
+    return f"one recipe for every arm, no per-arm tuning ({recipe})"
 
 
 def protocol(spec: dict, rows: list[dict], pretrains: list[dict], comparisons: list[Comparison],
