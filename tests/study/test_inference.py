@@ -201,5 +201,5 @@ def test_load_predictions_reads_one_split_sorted_by_index(tmp_path):
     with pytest.raises(MedsslError, match="prob_"):
         load_predictions(tmp_path / "bad.csv")
     (tmp_path / "nan.csv").write_text("split,index,label,prob_0\ntest,x,1,0.5\n")
-    with pytest.raises(MedsslError, match="malformed"):
+    with pytest.raises(MedsslError, match="not a number"):
         load_predictions(tmp_path / "nan.csv")

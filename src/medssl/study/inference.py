@@ -17,7 +17,6 @@ over every comparison of the report; ``study.calibration`` simulates null studie
 
 from __future__ import annotations
 
-import csv
 import itertools
 import math
 from collections.abc import Callable, Hashable, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 from scipy import stats as sps
 
 from medssl.errors import MedsslError
+from medssl.finetune.predictions import read_predictions
 
 RESAMPLES = 1000
 ALPHA = 0.05
@@ -57,33 +57,14 @@ class Predictions:
 
 
 def load_predictions(path: str | Path, split: str = "test") -> Predictions:
-    """Read ``predictions.csv`` (``split,index,label,prob_0,...,prob_{K-1}``), keep one split, sorted by index."""
-    path = Path(path)
-    try:
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            rows = [r for r in reader if r.get("split") == split]
-    except FileNotFoundError:
-        raise MedsslError(f"predictions not found: {path}") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise MedsslError(f"{path}: not a readable predictions CSV ({type(err).__name__})") from None
-    prob_columns = sorted((c for c in columns if c.startswith("prob_")), key=lambda c: int(c[5:]))
-    missing = {"split", "index", "label"} - set(columns)
-    if missing or not prob_columns:
-        raise MedsslError(f"{path}: predictions need columns split,index,label,prob_0..; missing "
-                          f"{', '.join(sorted(missing)) or 'prob_*'}")
-    if not rows:
+    """One split of a run's ``predictions.csv`` (``finetune.predictions`` format), sorted by sample index."""
+    splits = read_predictions(path)
+    if split not in splits:
         raise MedsslError(f"{path}: no '{split}' predictions")
-    try:
-        index = np.array([int(r["index"]) for r in rows], dtype=np.int64)
-        labels = np.array([int(r["label"]) for r in rows], dtype=np.int64)
-        probs = np.array([[float(r[c]) for c in prob_columns] for r in rows], dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise MedsslError(f"{path}: a malformed number in the '{split}' predictions ({err})") from None
-    if len(set(index.tolist())) != len(index):
+    chosen = splits[split]
+    if len(np.unique(chosen.indices)) != len(chosen.indices):
         raise MedsslError(f"{path}: a sample index repeats in the '{split}' predictions")
-    return Predictions(index, labels, probs).sorted()
+    return Predictions(chosen.indices, chosen.labels, chosen.probs).sorted()
 
 
 # --- metrics under bootstrap weights -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import stats as sps
 
 from medssl.errors import MedsslError
+from medssl.finetune.predictions import PREDICTIONS_FILE
 from medssl.study.inference import (
     ALPHA,
     RESAMPLES,
@@ -41,7 +42,6 @@ from medssl.study.spec import SCRATCH
 CONDITION = ("dataset", "upstream", "method", "backbone", "label_fraction", "label_count", "imbalance_ratio",
              "policy")
 PAIRING = ("dataset", "backbone", "label_fraction", "label_count", "imbalance_ratio", "policy")  # scratch's arm
-PREDICTIONS_FILE = "predictions.csv"
 
 
 @dataclass(frozen=True)
