@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from medssl.evaluate.run import EvaluateConfig, embed, evaluate, retrieve  # noq
 from medssl.finetune.classify import Classifier
 from medssl.finetune.policies import augmentation, balanced_sample_weights, loss_policy
 from medssl.methods.base import Pretrainer
-from medssl.methods.registry import parse_method
+from medssl.methods.registry import method_kwargs, parse_method, recorded_method_args
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import (
     is_complete,
@@ -56,6 +56,8 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     config.validate()
     data = _load(config, data)
     task_classes = parse_method(config.method, config.weights)
+    config = replace(config, method_args=recorded_method_args(task_classes, config.method_args))
+    task_kwargs = method_kwargs(task_classes, config.method_args)
     for cls, _ in task_classes:
         if data.spatial_dims not in cls.spatial_dims:
             raise MedsslError(f"method '{cls.name}' does not support {data.spatial_dims}D data")
@@ -72,14 +74,14 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     # the Trainer first: an impossible device request must fail before anything is written
     trainer = make_trainer(run_dir, config.epochs, progress=progress, validate=False, callbacks=[state],
                            max_steps=config.max_steps, **_execution(config))
-    ckpt = open_run(trainer, run_dir, batch_size, config,
-                    {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
-                     "spatial_dims": data.spatial_dims, "medssl_version": __version__})
     pl.seed_everything(config.seed, workers=True, verbose=False)
     encoder = Encoder(spec)
     if config.channels_last:
         encoder.use_channels_last()
-    tasks = [cls(encoder) for cls, _ in task_classes]
+    tasks = _build_tasks(encoder, task_classes, task_kwargs)  # before open_run: a bad value writes nothing
+    ckpt = open_run(trainer, run_dir, batch_size, config,
+                    {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
+                     "spatial_dims": data.spatial_dims, "medssl_version": __version__})
     model = Pretrainer(encoder, tasks, [w for _, w in task_classes], data.num_classes,
                        lr=config.lr, weight_decay=config.weight_decay)
     start = time.perf_counter()
@@ -97,6 +99,16 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
             save_state(run_dir / "decoder.pt", {k: v.detach().cpu() for k, v in decoder.state_dict().items()})
         write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics)
+
+
+def _build_tasks(encoder: Encoder, task_classes: list, task_kwargs: list[dict]) -> list:
+    tasks = []
+    for (cls, _), kwargs in zip(task_classes, task_kwargs, strict=True):
+        try:
+            tasks.append(cls(encoder, **kwargs))
+        except (ValueError, TypeError, RuntimeError) as err:  # a value the method's own checks refuse
+            raise MedsslError(f"method '{cls.name}' refuses its arguments {kwargs}: {err}") from None
+    return tasks
 
 
 def _execution(config: PretrainConfig | FinetuneConfig) -> dict:
