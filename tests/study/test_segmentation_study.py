@@ -79,6 +79,21 @@ def test_grid_pretrains_once_per_method_on_crops_and_pairs_counts(tmp_path):
     assert all((c.depends_on is None) == (c.labels["method"] == "scratch") for c in finetunes)
 
 
+def test_segmentation_pretraining_crops_come_from_training_images_only(monkeypatch):
+    from medssl.study import runner
+
+    asked = {}
+
+    def fake_patches(data, patch, n, seed=0, splits=("train",)):
+        asked["splits"] = splits
+        return "pool"
+
+    monkeypatch.setattr(runner, "random_patches", fake_patches)
+    pretrain = next(c for c in plan(parse_spec(seg_raw()), "runs") if c.kind == "pretrain")
+    assert runner._pretraining_data(pretrain.config, {}) == "pool"
+    assert asked["splits"] == ("train",)
+
+
 @pytest.fixture(scope="module")
 def seg_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("seg-study")
@@ -178,11 +193,12 @@ def test_databases_of_older_releases_gain_the_new_columns(tmp_path):
     conn = sqlite3.connect(db)  # rebuild results as the previous release created it
     conn.executescript("DROP TRIGGER results_are_final_update; DROP TRIGGER results_are_final_delete;"
                        "ALTER TABLE results DROP COLUMN task; ALTER TABLE results DROP COLUMN label_count;"
-                       "ALTER TABLE results DROP COLUMN test_dice;")
+                       "ALTER TABLE results DROP COLUMN test_dice; ALTER TABLE results DROP COLUMN predictions;"
+                       "ALTER TABLE results DROP COLUMN minority_recall_thresholded;")
     conn.close()
     Store(db).close()
     conn = sqlite3.connect(db)
     columns = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
     conn.close()
-    assert {"task", "label_count", "test_dice"} <= columns
+    assert {"task", "label_count", "test_dice", "predictions", "minority_recall_thresholded"} <= columns
 

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medssl.errors import MedsslError
 from medssl.runio import write_text
 from medssl.study import plots
 from medssl.study.stats import (
@@ -80,12 +79,7 @@ def load(db: str | Path, study: str | None = None) -> tuple[dict, list[dict], li
     """(study record, fine-tuning rows, pre-training rows) of ``study`` (a spec hash; default: the latest)."""
     store = Store(db, create=False)
     try:
-        studies = store.studies()
-        if not studies:
-            raise MedsslError(f"{db} holds no study yet")
-        chosen = studies[-1] if study is None else next((s for s in studies if s["spec_hash"] == study), None)
-        if chosen is None:
-            raise MedsslError(f"no study {study} in {db}; it holds {', '.join(s['spec_hash'] for s in studies)}")
+        chosen = store.study(study)
         return chosen, store.results(chosen["spec_hash"]), store.results(chosen["spec_hash"], kind="pretrain")
     finally:
         store.close()

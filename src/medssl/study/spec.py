@@ -6,6 +6,10 @@ imbalance ratios x policies x seeds. Policies are named fine-tuning recipes; ``a
 ``task: segment`` makes the downstream runs segmentation (mask folders or ``synthetic:blobs2d|3d``): the labels
 axis is then ``label_counts`` (labelled images) or ``label_fractions``, there is no imbalance or policy axis,
 ``masks`` holds how the folders are read, and ``upstream: same`` pre-trains on crops of the training images.
+
+``finetune.grid`` gives every arm the same small grid of fine-tuning choices, selected on validation
+(``study.tuning``); ``finetune.val_labels: matched`` selects on a validation subset sized like the labelled
+set. Pre-training never sees ``test`` images.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import yaml
 
 from medssl.config import FinetuneConfig, PretrainConfig, SegmentConfig
 from medssl.errors import MedsslError
+from medssl.study.tuning import GRID_KEY, check_grid, grid_points, point_overrides
 
 SCRATCH = "scratch"
 SAME = "same"  # pre-train on the downstream dataset's own training images
@@ -40,7 +45,8 @@ POLICIES: dict[str, dict] = {
 
 TASKS = ("classify", "segment")
 PRETRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "pretrain_splits", "crops")
-FINETUNE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "min_samples_per_epoch", "linear_probe")
+FINETUNE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "min_samples_per_epoch", "linear_probe", "lp_ft",
+                 "encoder_lr_mult", "val_labels", GRID_KEY)
 SEGMENT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "patch_size", "pos_fraction",
                 "augment", "transfer", "threshold")
 MASK_KEYS = ("mask_suffix", "fov", "channel", "val_count", "test_count")
@@ -132,6 +138,9 @@ class StudySpec:
         pre_seed = self.pretrain.get("seed", SAME)
         if pre_seed != SAME and (not isinstance(pre_seed, int) or pre_seed < 0):
             raise MedsslError(f"study '{self.name}': pretrain seed must be 'same' or an integer >= 0")
+        if "test" in self.pretrain.get("pretrain_splits", []):
+            raise MedsslError(f"study '{self.name}': pretrain_splits may not include 'test' (the test images must"
+                              " stay unseen by every arm)")
         self._validate_task()
         # the shared settings must form valid run configs on their own
         PretrainConfig(data="", out="", **{**self.run, **{k: v for k, v in self.pretrain.items()
@@ -141,9 +150,12 @@ class StudySpec:
             checkpoint = "a pre-training run" if self.finetune.get("transfer") not in (None, "none") else "scratch"
             SegmentConfig(data="", out="", checkpoint=checkpoint, **self.run, **self.finetune, **self.masks).validate()
             return
-        FinetuneConfig(data="", out="", **self.run, **self.finetune).validate()
+        shared = {k: v for k, v in self.finetune.items() if k != GRID_KEY}
+        points = grid_points(check_grid(self.finetune[GRID_KEY])) if GRID_KEY in self.finetune else [{}]
         for overrides in map(policy_overrides, self.policies):
-            FinetuneConfig(data="", out="", **{**self.run, **self.finetune, **overrides}).validate()
+            for point in points:
+                FinetuneConfig(data="", out="", **{**self.run, **shared, **overrides,
+                                                   **point_overrides(point)}).validate()
 
     def _validate_method_args(self) -> None:
         from medssl.methods.registry import parse_method, recorded_method_args
