@@ -4,7 +4,8 @@
 
 Generates NIfTI volumes of varied shapes (48-96 voxels per axis), spacings (0.7-2.5 mm) and axis flips
 (seed 0), then prepares them (RAS, resampled to --spacing, a range normalisation) with each worker count into
-a fresh cache (after a one-volume warm-up). One JSON line per run: volumes/min, MB/s of decoded source voxels (float32) and of cache
+a fresh cache (after a one-volume warm-up). One JSON line per run: volumes/min, MB/s of decoded source
+voxels (float32) and of cache
 written, and the cache size. A last line times random 32^3 patch reads from the cache's memory maps against
 the same volumes stored as zlib-compressed 32^3 chunks (what a zarr store would do), the choice the cache
 made.

@@ -13,6 +13,7 @@ PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 # "light" is the default crop + flips; the others are the study augmentation ladder, each rung adding to the last
 AUGMENTATIONS = ("none", "light", "flips", "rot90", "rotate", "scale")
 LOSSES = ("ce", "weighted_ce", "focal")
+VAL_LABELS = ("full", "matched")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -20,12 +21,15 @@ def _check(condition: bool, message: str) -> None:
         raise MedsslError(message)
 
 
+check = _check  # for the task configs (tasks/*/config.py)
+
+
 @dataclass
 class CommonConfig:
     data: str
     out: str
     seed: int = 0
-    batch_size: int = 128
+    batch_size: int | None = None  # None: medssl.memory's default for the task and the data's dims
     lr: float = 1e-3
     weight_decay: float = 1e-4
     size: int | None = None  # resize image folders to size^dims
@@ -46,9 +50,13 @@ class CommonConfig:
     sync_batchnorm: bool = False
     checkpoint_every_n_steps: int | None = None  # mid-epoch checkpoints (always one per epoch)
     deterministic: bool = False  # torch.use_deterministic_algorithms (GPU: slower, some ops refuse)
+    memory_limit_gb: float | None = None  # memory a training step may use; None: what the machine has free
+
 
     def validate(self) -> None:
-        _check(self.batch_size >= 2, f"batch size must be >= 2, got {self.batch_size}")
+        _check(self.batch_size is None or self.batch_size >= 2, f"batch size must be >= 2, got {self.batch_size}")
+        _check(self.memory_limit_gb is None or self.memory_limit_gb > 0,
+               f"memory limit must be > 0 GB, got {self.memory_limit_gb}")
         _check(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
         _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
@@ -85,6 +93,9 @@ class CommonConfig:
 class PretrainConfig(CommonConfig):
     method: str = "simclr"
     weights: list[float] | None = None
+    # method hyperparameters (constructor arguments, view recipe included): {"temperature": 0.5}, or
+    # {"simclr.temperature": 0.5} for one task of a combination; validated against the method's signature
+    method_args: dict = field(default_factory=dict)
     backbone: str = "resnet18"
     width: float = 1.0
     epochs: int = 10
@@ -105,9 +116,11 @@ class FinetuneConfig(CommonConfig):
     checkpoint: str = "scratch"
     label_fraction: float = 1.0
     imbalance_ratio: float | None = None
-    linear_probe: bool = False
+    linear_probe: bool = False  # a frozen encoder and a converged convex-solver head (finetune.probe)
+    lp_ft: bool = False  # linear probe, then full fine-tuning starting from that head
+    encoder_lr_mult: float = 1.0  # the encoder's learning rate is lr x this
+    val_labels: str = "full"  # full | matched: select on a stratified val subset sized like the labelled set
     epochs: int = 20
-    batch_size: int = 64
     backbone: str = "resnet18"  # used only from scratch; a checkpoint brings its own
     width: float = 1.0
     augment: str = "light"
@@ -131,6 +144,9 @@ class FinetuneConfig(CommonConfig):
         _check(self.focal_gamma >= 0, f"focal gamma must be >= 0, got {self.focal_gamma}")
         _check(0.0 <= self.label_smoothing < 1.0, f"label smoothing must lie in [0, 1), got {self.label_smoothing}")
         _check(self.mixup_alpha >= 0, f"mixup alpha must be >= 0, got {self.mixup_alpha}")
+        _check(not (self.linear_probe and self.lp_ft), "--linear-probe and --lp-ft exclude each other")
+        _check(self.encoder_lr_mult > 0, f"encoder lr multiplier must be > 0, got {self.encoder_lr_mult}")
+        _check(self.val_labels in VAL_LABELS, f"val labels must be {' or '.join(VAL_LABELS)}, got '{self.val_labels}'")
 
 
 @dataclass
