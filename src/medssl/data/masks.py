@@ -386,10 +386,10 @@ def load_seg_data(spec: str, *, seed: int = 0, size: int | None = None, mask_suf
             options[key] = int(value)
         return make_blobs(dims, **options)
     from medssl.data.assemble import prepare_collection
-    from medssl.data.registry import find_source
+    from medssl.data.registry import sources
 
-    source = find_source(spec)
-    if source.name in ("manifest", "msd", "cache"):
+    source = next((s for s in sources() if s.name in ("manifest", "msd", "cache") and s.detect(spec)), None)
+    if source is not None:
         from medssl.data.sources import prepared_items
 
         pre = preprocessing or Preprocessing()
