@@ -72,7 +72,7 @@ def _labels_and_splits(items: list[Item], seed: int, val_fraction: float, test_f
     if missing:
         raise MedsslError(f"{where}: {len(missing)} image(s) without a label (first: {missing[0]})")
     lines = list(range(2, len(items) + 2))
-    labels, class_names = parse_labels([item.label or "" for item in items], lines)
+    labels, class_names = parse_labels([item.label or "" for item in items], lines, where)
     rows = [{"split": item.split or "", "patient_id": item.patient_id or ""} for item in items]
     has = {key: all(row[key] for row in rows) for key in ("split", "patient_id")}
     rows = [{k: v for k, v in row.items() if has[k]} for row in rows]

@@ -91,10 +91,10 @@ class Crops:
         return Crops(self.images, self.image_of[indices], self.patch, random=self.random, axis=self.axis,
                      slice_of=None if self.slice_of is None else self.slice_of[indices])
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # centre crops, for code that wants a real array
-        return np.stack([_fit(self.images[i] if self.axis is None else
-                              np.take(self.images[i], self.slice_of[k], axis=self.axis + 1), self.patch, None)
-                         for k, i in enumerate(self.image_of)]).astype(dtype or np.uint8)
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        # a silent conversion would freeze one draw of patches (e.g. np.concatenate of two splits' patches)
+        raise MedsslError("patches are drawn per batch and cannot be turned into one array: pool a single split"
+                          " (e.g. pre-train on the train split only)")
 
 
 def make_crops(images: list[np.ndarray], sampling: Sampling, train: bool) -> Crops:
