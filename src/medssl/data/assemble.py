@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -32,8 +33,9 @@ def finish(collection: Collection, prepared: list[Prepared], log: Callable[[str]
     if not prepared:
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in collection.skipped[:3])
         raise MedsslError(f"{collection.name}: no readable image found" + (f" ({reasons})" if reasons else ""))
-    if collection.skipped and log is not None:
-        log(f"{collection.name}: skipped {len(collection.skipped)} file(s)/series (`medssl data info` lists why)")
+    if collection.skipped:
+        message = f"{collection.name}: skipped {len(collection.skipped)} file(s)/series (`medssl data info` lists why)"
+        (log or logging.getLogger("medssl.data").warning)(message)
     return prepared
 
 
