@@ -70,7 +70,8 @@ def test_option_names_are_still_recognised_after_a_negative_value() -> None:
 
 def test_library_warnings_go_to_the_buffer_and_medssl_messages_to_stderr(capsys) -> None:
     # Lightning attaches its own console handler when imported before logging is configured
-    lightning = logging.getLogger("lightning.pytorch.fake_for_test")
+    lightning = logging.getLogger("medssl_test_library_with_its_own_handler")
+    lightning.setLevel(logging.INFO)
     lightning.addHandler(logging.StreamHandler(sys.stderr))
     lightning.propagate = False
     with routed_logs() as log:
