@@ -6,7 +6,14 @@ import torch
 from torch import nn
 
 from medssl.data.masks import SegSplit
-from medssl.finetune.segment import PatchSampler, evaluate, random_flips, select_threshold, soft_dice_loss
+from medssl.finetune.segment import (
+    PatchSampler,
+    evaluate,
+    random_flips,
+    segmentation_augmentation,
+    select_threshold,
+    soft_dice_loss,
+)
 
 
 def split_with_small_foreground(dims: int, n: int = 3, size: int = 24) -> SegSplit:
@@ -41,6 +48,20 @@ def test_flips_move_image_and_mask_together():
     fx, fy = random_flips(x, y)
     assert torch.equal(fy, (fx > 0.5).float())
     assert not torch.equal(fx, x)  # some samples were flipped
+
+
+@pytest.mark.parametrize("name", ["flips", "rot90", "rotate", "scale"])
+def test_every_ladder_rung_transforms_image_and_mask_with_one_geometry(name):
+    torch.manual_seed(0)
+    x = torch.zeros(32, 1, 16, 16)
+    x[:, :, 2:7, 3:12] = 1.0  # an asymmetric bar: every flip and quarter turn moves it
+    fx, fy = segmentation_augmentation(name)(x, x.clone())
+    assert torch.allclose(fx, fy)  # the mask went wherever the image went
+    assert not torch.allclose(fx, x)
+
+
+def test_no_augmentation_is_none():
+    assert segmentation_augmentation("none") is None
 
 
 def test_soft_dice_loss_is_zero_for_a_confident_perfect_prediction():

@@ -39,6 +39,25 @@ def test_tiny_run_finishes_with_metrics_and_beats_a_trivial_predictor(tmp_path, 
         sorted(f"{name}{suffix}" for name in metrics["test_per_image"])
 
 
+@pytest.mark.parametrize("augment", ["flips", "scale"])
+def test_a_ladder_augment_reaches_the_training_step(tmp_path, monkeypatch, augment):
+    """``--augment flips`` once trained without augmentation (only ``light`` switched it on)."""
+    from medssl.finetune import segment
+
+    calls = []
+    original = segment.JointAugmentation.__call__
+
+    def spy(self, x, y):
+        calls.append(self.name)
+        return original(self, x, y)
+
+    monkeypatch.setattr(segment.JointAugmentation, "__call__", spy)
+    config = SegmentConfig(data="synthetic:blobs2d@16?n=8", out=str(tmp_path / "run"), patch_size=16, epochs=1,
+                           steps_per_epoch=2, augment=augment, save_predictions=False, **TINY)
+    finetune_segmentation(config, progress=False)
+    assert calls == [augment, augment]
+
+
 @pytest.fixture(scope="module")
 def genesis_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pre") / "genesis"

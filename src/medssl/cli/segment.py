@@ -8,15 +8,17 @@ from medssl.errors import MedsslError
 
 # finetune options whose default differs by task; None on the parser means "the task's default"
 TASK_DEFAULTS = {
-    "classify": {"backbone": "resnet18", "width": 1.0},  # batch size: medssl.memory's default for the dims
-    "segment": {"batch_size": 8, "backbone": "resnet10", "width": 0.5},
+    "classify": {"backbone": "resnet18", "width": 1.0, "augment": "light"},  # batch size: medssl.memory's default
+    "segment": {"batch_size": 8, "backbone": "resnet10", "width": 0.5, "augment": "light"},
 }
 SEGMENT_ONLY = ("transfer", "label_count", "patch_size", "steps_per_epoch", "mask_suffix", "fov", "channel",
                 "val_count", "test_count", "threshold")
 
 
 def add_segment_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="classify", choices=("classify", "segment"))
+    from medssl.cli.tasks import add_finetune_tasks
+
+    add_finetune_tasks(p, skip=("classify", "segment"))
     p.set_defaults(**dict.fromkeys(TASK_DEFAULTS["classify"]))
     g = p.add_argument_group("segmentation (--task segment)")
     g.add_argument("--transfer", choices=("encoder", "decoder", "both", "none"),
@@ -33,16 +35,17 @@ def add_segment_options(p: argparse.ArgumentParser) -> None:
 
 
 def fill_task_defaults(args: argparse.Namespace) -> None:
-    """Put the task's defaults where the user gave no value; reject options of the other task."""
-    for key, value in TASK_DEFAULTS[args.task].items():
+    """Put the task's defaults where the user gave no value (tasks from the registry keep their config's);
+    reject options of other tasks."""
+    for key, value in TASK_DEFAULTS.get(args.task, {}).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.task == "classify":
+    if args.task != "segment":
         given = [f"--{k.replace('_', '-')}" for k in SEGMENT_ONLY if getattr(args, k) is not None]
         if given:
             raise MedsslError(f"{', '.join(given)} only apply to --task segment")
-    elif args.linear_probe or args.imbalance_ratio is not None:
-        raise MedsslError("--linear-probe and --imbalance-ratio only apply to --task classify")
+    if args.task != "classify" and (args.linear_probe or args.lp_ft or args.imbalance_ratio is not None):
+        raise MedsslError("--linear-probe, --lp-ft and --imbalance-ratio only apply to --task classify")
 
 
 def run_segment(args: argparse.Namespace) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -11,9 +13,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from medssl.data.masks import SegSplit
+from medssl.finetune.policies import augmentation
 from medssl.finetune.segment_metrics import image_metrics, summarise
-from medssl.methods.base import to_unit_float, warmup_cosine
+from medssl.methods.base import to_unit_float
 from medssl.models.segmenter import Segmenter
+from medssl.tasks.selection import KeepsBest, adamw_warmup_cosine
 from medssl.views import random_gamma
 
 THRESHOLDS = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.1 ... 0.9
@@ -96,6 +100,31 @@ def random_flips(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return x, y
 
 
+@dataclass(frozen=True)
+class JointAugmentation:
+    """One augmentation of ``config.augment`` applied to image and mask alike. ``light`` (the default) is
+    flips plus a random gamma on the image; a ladder rung (``finetune.policies.augmentation``) transforms
+    image and mask stacked along channels, so each sample's geometry is drawn once for both (an
+    interpolated mask stays a soft coverage target, as the resized training masks already are)."""
+
+    name: str
+
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.name == "light":
+            x, y = random_flips(x, y)
+            return random_gamma(x, gamma=(0.7, 1.5), p=0.5), y
+        both = augmentation(self.name)(torch.cat([x, y], dim=1))
+        return both[:, :x.shape[1]], both[:, x.shape[1]:]
+
+
+def segmentation_augmentation(name: str) -> JointAugmentation | None:
+    """The joint image/mask augmentation for an ``augment`` option (``none``: no augmentation)."""
+    if name == "none":
+        return None
+    augmentation(name)  # unknown names fail here, not in the first training step
+    return JointAugmentation(name)
+
+
 def soft_dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
     """1 - Dice of sigmoid probabilities pooled over the batch (stable when patches lack foreground)."""
     probs = torch.sigmoid(logits)
@@ -157,11 +186,13 @@ def select_threshold(model: Segmenter, split: SegSplit, patch: int,
     return float(candidates[order[0]]), float(scores[order[0]] / len(split))
 
 
-class SegmentationModule(pl.LightningModule):
+class SegmentationModule(KeepsBest, pl.LightningModule):
     """Dice + BCE on random patches; ``val/dice`` (sliding window on whole val images) selects the model."""
 
+    checkpoint_key = "segmentation"
+
     def __init__(self, model: Segmenter, val: SegSplit, patch: int, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 augment: bool = True) -> None:
+                 augment: JointAugmentation | None = None) -> None:
         super().__init__()
         self.model = model
         self.val = val
@@ -169,8 +200,7 @@ class SegmentationModule(pl.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.augment = augment
-        self.history: list[dict[str, float]] = []
-        self.best: tuple[float, int, dict[str, Tensor]] | None = None  # (val Dice, epoch, weights)
+        self.init_selection("dice")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -178,9 +208,8 @@ class SegmentationModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, masks = batch
         x, y = to_unit_float(images), to_unit_float(masks)
-        if self.augment:
-            x, y = random_flips(x, y)
-            x = random_gamma(x, gamma=(0.7, 1.5), p=0.5)
+        if self.augment is not None:
+            x, y = self.augment(x, y)
         logits = self(x)
         loss = F.binary_cross_entropy_with_logits(logits, y) + soft_dice_loss(logits, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
@@ -189,36 +218,11 @@ class SegmentationModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # validation is whole-image sliding-window inference, run here rather than through a val loader
         summary, _, _ = evaluate(self.model, self.val, self.patch, native=False)
-        self.history.append({"epoch": self.current_epoch, **summary})
         self.log("val/dice", summary["dice"], prog_bar=True)
-        if self.best is None or summary["dice"] > self.best[0]:
-            weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-            self.best = (summary["dice"], self.current_epoch, weights)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # the selection state lives outside the weights: without it a resumed run would forget the best epoch
-        best = None if self.best is None else {"dice": self.best[0], "epoch": self.best[1], "weights": self.best[2]}
-        checkpoint["segmentation"] = {"history": self.history, "best": best}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("segmentation", {})
-        self.history = list(state.get("history", []))
-        best = state.get("best")
-        self.best = None if best is None else (best["dice"], best["epoch"], best["weights"])
-
-    def restore_best(self) -> int:
-        """Load the weights of the epoch with the best validation Dice; returns that epoch."""
-        if self.best is None:
-            raise RuntimeError("no epoch finished")
-        self.model.load_state_dict(self.best[2])
-        return self.best[1]
+        self.record(summary, self.model)
 
     def configure_optimizers(self) -> dict:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = max(1, total // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_warmup_cosine(self, self.lr, self.weight_decay)
 
 
 def patch_loader(sampler: PatchSampler, seed: int = 0) -> DataLoader:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -16,14 +15,19 @@ from medssl import __version__
 from medssl.config import SegmentConfig
 from medssl.data.masks import SegData, SegSplit, load_seg_data
 from medssl.errors import MedsslError
-from medssl.finetune.segment import PatchSampler, SegmentationModule, evaluate, patch_loader, select_threshold
+from medssl.finetune.segment import (
+    PatchSampler,
+    SegmentationModule,
+    evaluate,
+    patch_loader,
+    segmentation_augmentation,
+    select_threshold,
+)
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.models.segmenter import Segmenter
 from medssl.runio import save_state, write_json
+from medssl.tasks.common import RunResult, load_pretrained
 from medssl.training import ResumableRun, make_trainer, open_run
-
-if TYPE_CHECKING:
-    from medssl.api import RunResult
 
 
 def load_segmentation_data(config: SegmentConfig) -> SegData:
@@ -43,8 +47,6 @@ def labelled_images(n_train: int, config: SegmentConfig) -> np.ndarray:
 def build_segmenter(config: SegmentConfig, data: SegData) -> tuple[Segmenter, str, BackboneSpec]:
     """The model with what ``config.transfer`` asks for loaded from ``config.checkpoint``; the resolved
     transfer mode (``None`` means ``both`` when the run saved a decoder, else ``encoder``)."""
-    from medssl.api import load_pretrained  # api re-exports this module's entry point
-
     pl.seed_everything(config.seed, workers=True, verbose=False)
     if config.checkpoint == "scratch":
         spec = BackboneSpec(config.backbone, data.spatial_dims, data.channels, config.width)
@@ -75,8 +77,6 @@ def save_predictions(folder: Path, split: SegSplit, predictions: list[np.ndarray
 def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, progress: bool = True) -> RunResult:
     """Train on patches of the labelled training images, select on validation Dice, report test metrics
     once (at the original resolution when the images were resized)."""
-    from medssl.api import RunResult
-
     config.validate()
     data = data if data is not None else load_segmentation_data(config)
     for split in ("train", "val", "test"):
@@ -103,13 +103,13 @@ def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, pr
     })
     pl.seed_everything(config.seed, workers=True, verbose=False)
     module = SegmentationModule(model, data.splits["val"], config.patch_size, lr=config.lr,
-                                weight_decay=config.weight_decay, augment=config.augment == "light")
+                                weight_decay=config.weight_decay, augment=segmentation_augmentation(config.augment))
     start = time.perf_counter()
     with warnings.catch_warnings():  # the sampler's length is exact: it runs in the main process only
         warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__")
         trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     train_s = time.perf_counter() - start
-    best_epoch = module.restore_best()
+    best_epoch = module.restore_best(model)
     model.to("cpu")
     threshold, val_dice_at_threshold = config.threshold, None
     if threshold is None:

@@ -20,8 +20,8 @@ from medssl.models.encoder import Encoder
 from medssl.models.sparse import SparseEncoder, random_visible_mask, upsample_mask
 
 
-def masked_patch_loss(prediction: Tensor, target: Tensor, visible: Tensor, eps: float = 1e-6) -> Tensor:
-    """Mean over masked patches of the MSE between ``prediction`` and the per-patch normalised ``target``.
+def patch_errors(prediction: Tensor, target: Tensor, visible: Tensor, eps: float = 1e-6) -> Tensor:
+    """The MSE (B, cells) of each patch between ``prediction`` and the per-patch normalised ``target``.
 
     A patch is the input region under one cell of ``visible`` (B, 1, *coarse); each patch of the
     target (all channels together) is standardised by its own mean and variance, as in SparK and MAE.
@@ -39,8 +39,12 @@ def masked_patch_loss(prediction: Tensor, target: Tensor, visible: Tensor, eps: 
     mean = (per_patch(t) / count).gather(1, ids)
     var = (per_patch((t - mean) ** 2) / count).gather(1, ids)
     normalised = (t - mean) / (var + eps).sqrt()
-    error = per_patch((p - normalised) ** 2) / count  # (B, cells)
-    return error[~visible.flatten(1)].mean()
+    return per_patch((p - normalised) ** 2) / count
+
+
+def masked_patch_loss(prediction: Tensor, target: Tensor, visible: Tensor) -> Tensor:
+    """Mean over masked patches of ``patch_errors``."""
+    return patch_errors(prediction, target, visible)[~visible.flatten(1)].mean()
 
 
 @register

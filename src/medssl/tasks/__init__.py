@@ -1,0 +1,1 @@
+"""Downstream tasks, one package each (classify, segment, detect, anomaly), found through ``tasks.registry``."""

@@ -1,0 +1,26 @@
+"""Lesion detection, 2D and 3D: MONAI's RetinaNet over the medssl encoder's feature pyramid; AP at IoU 0.1 and
+0.5 and FROC (LUNA16 false-positive rates) with MONAI's detection metrics; selects on val AP@IoU0.1."""
+
+from medssl.tasks.base import Task
+from medssl.tasks.detect.config import DetectConfig
+from medssl.tasks.detect.metrics import METRIC_NAMES
+
+TASK = Task(
+    name="detect",
+    description="lesion detection with boxes (mAP at IoU 0.1 / 0.5, FROC)",
+    config=DetectConfig,
+    run="medssl.tasks.detect.run:finetune_detection",
+    primary_metric="map_iou10",
+    metric_names=METRIC_NAMES,
+    options={
+        "label_fraction": "fraction of the training images whose boxes are used (nested, seeded)",
+        "augment": "none | flips (boxes flip with the image; default flips)",
+        "fpn_channels": "feature pyramid channels (default 32)",
+        "anchor_size": "anchor side in pixels on the finest level; coarser levels double it (default 4)",
+        "score_threshold": "drop boxes scoring below this before NMS (default 0.02)",
+        "nms_threshold": "IoU above which NMS suppresses a box (default 0.22)",
+        "detections_per_image": "most boxes kept per image (default 100)",
+        "min_samples_per_epoch": "images drawn per epoch at least (repeats tiny training sets; default 64)",
+    },
+    summary_format="test AP@IoU0.1 {map_iou10:.4f}  AP@IoU0.5 {map_iou50:.4f}  FROC CPM {froc_cpm:.4f}",
+)
