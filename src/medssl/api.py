@@ -26,7 +26,7 @@ from medssl.finetune.probe import fit_probe_head
 from medssl.finetune.segmentation_run import finetune_segmentation  # noqa: F401  (notebook re-export)
 from medssl.memory import MemoryPlan, default_batch_size, plan_memory, training_device
 from medssl.methods.base import Pretrainer
-from medssl.methods.registry import parse_method
+from medssl.methods.registry import method_kwargs, parse_method, recorded_method_args
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import (
     LAST_CHECKPOINT,
@@ -56,6 +56,8 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     config.validate()
     data = _load(config, data)
     task_classes = parse_method(config.method, config.weights)
+    config = replace(config, method_args=recorded_method_args(task_classes, config.method_args))
+    task_kwargs = method_kwargs(task_classes, config.method_args)
     for cls, _ in task_classes:
         if data.spatial_dims not in cls.spatial_dims:
             raise MedsslError(f"method '{cls.name}' does not support {data.spatial_dims}D data")
@@ -71,7 +73,7 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     encoder = Encoder(spec)
     if config.channels_last:
         encoder.use_channels_last()
-    tasks = [cls(encoder) for cls, _ in task_classes]
+    tasks = _build_tasks(encoder, task_classes, task_kwargs)  # before open_run: a bad value writes nothing
     model = Pretrainer(encoder, tasks, [w for _, w in task_classes], data.num_classes,
                        lr=config.lr, weight_decay=config.weight_decay)
     whole_batch = [cls.name for cls, _ in task_classes if cls.family == "contrastive"]
@@ -106,6 +108,16 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
             save_state(run_dir / "reconstruction.pt", {k: v.detach().cpu() for k, v in generative.state_dict().items()})
         write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics)
+
+
+def _build_tasks(encoder: Encoder, task_classes: list, task_kwargs: list[dict]) -> list:
+    tasks = []
+    for (cls, _), kwargs in zip(task_classes, task_kwargs, strict=True):
+        try:
+            tasks.append(cls(encoder, **kwargs))
+        except (ValueError, TypeError, RuntimeError) as err:  # a value the method's own checks refuse
+            raise MedsslError(f"method '{cls.name}' refuses its arguments {kwargs}: {err}") from None
+    return tasks
 
 
 def with_default_batch(config, task: str, spatial_dims: int):

@@ -76,6 +76,9 @@ class CommonConfig:
 class PretrainConfig(CommonConfig):
     method: str = "simclr"
     weights: list[float] | None = None
+    # method hyperparameters (constructor arguments, view recipe included): {"temperature": 0.5}, or
+    # {"simclr.temperature": 0.5} for one task of a combination; validated against the method's signature
+    method_args: dict = field(default_factory=dict)
     backbone: str = "resnet18"
     width: float = 1.0
     epochs: int = 10

@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrain-splits", default="train",
                    help="comma-separated splits whose images form the unlabeled pool (default: train)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (for huge datasets)")
+    p.add_argument("--method-args", type=key_values, default={}, metavar="KEY=VALUE,...",
+                   help="method hyperparameters, e.g. temperature=0.2,crop_scale=[0.2,1.0] (METHOD.KEY for one "
+                        "method of a combination); `medssl methods --args` lists them")
     p.set_defaults(handler=run_pretrain)
 
     p = sub.add_parser("finetune", help="fine-tune a classifier or segmenter from a pre-trained run or from scratch")
@@ -40,6 +43,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_finetune)
 
 
+def key_values(text: str) -> dict[str, str]:
+    """``a=1,b=[0.2,1.0]`` -> {"a": "1", "b": "[0.2,1.0]"}: commas inside brackets belong to the value."""
+    pairs, depth, start = [], 0, 0
+    for i, char in enumerate(text + ","):
+        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            pairs.append(text[start:i].strip())
+            start = i + 1
+    result = {}
+    for pair in filter(None, pairs):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE pairs separated by commas, got '{pair}'")
+        result[key.strip()] = value.strip()
+    return result
+
+
 def _main_process() -> bool:
     """False in the extra processes of a DDP run (they train, but rank 0 reports)."""
     from lightning_fabric.utilities.rank_zero import rank_zero_only
@@ -53,7 +73,8 @@ def run_pretrain(args: argparse.Namespace) -> None:
 
     splits = [s.strip() for s in args.pretrain_splits.split(",") if s.strip()]
     config = PretrainConfig(**run_options(args), method=args.method, weights=args.weights,
-                            epochs=args.epochs or 10, pretrain_splits=splits, max_steps=args.max_steps)
+                            epochs=args.epochs or 10, pretrain_splits=splits, max_steps=args.max_steps,
+                            method_args=args.method_args)
     result = api.pretrain(config, progress=not args.no_progress)
     if _main_process():
         print(f"pre-trained encoder written to {result.run_dir / 'encoder.pt'}")
