@@ -10,6 +10,7 @@ from medssl.config import CommonConfig
 from medssl.data.dataset import ImageData
 from medssl.errors import MedsslError
 from medssl.models.encoder import Encoder
+from medssl.models.package import is_package, load_package_encoder
 from medssl.runio import is_complete, load_state, run_backbone_spec
 
 
@@ -27,10 +28,12 @@ def execution_options(config: CommonConfig) -> dict:
 
 
 def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
-    """Encoder from a finished pre-training run dir, checked against the data it will see."""
+    """Encoder from a finished pre-training run dir or a model package, checked against the data it will see."""
     run_dir = Path(checkpoint)
     if not run_dir.is_dir():
         raise MedsslError(f"checkpoint directory not found: {run_dir}")
+    if is_package(run_dir):
+        return load_package_encoder(run_dir, data.spatial_dims, data.channels)
     if not is_complete(run_dir) or not (run_dir / "encoder.pt").is_file():
         raise MedsslError(f"{run_dir} is not a finished pre-training run (no metrics.json or encoder.pt)")
     encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
