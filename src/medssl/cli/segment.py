@@ -44,8 +44,8 @@ def fill_task_defaults(args: argparse.Namespace) -> None:
         given = [f"--{k.replace('_', '-')}" for k in SEGMENT_ONLY if getattr(args, k) is not None]
         if given:
             raise MedsslError(f"{', '.join(given)} only apply to --task segment")
-    if args.task != "classify" and (args.linear_probe or args.imbalance_ratio is not None):
-        raise MedsslError("--linear-probe and --imbalance-ratio only apply to --task classify")
+    if args.task != "classify" and (args.linear_probe or args.lp_ft or args.imbalance_ratio is not None):
+        raise MedsslError("--linear-probe, --lp-ft and --imbalance-ratio only apply to --task classify")
 
 
 def run_segment(args: argparse.Namespace) -> None:

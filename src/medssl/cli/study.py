@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--db", required=True, help=DB_HELP)
     report.add_argument("--out", required=True, help="report.html path (report.md is written beside it)")
     report.add_argument("--study", help="spec hash of the study to report (default: the latest)")
+    report.add_argument("--correction", choices=("holm", "bh"), default="holm",
+                        help="multiplicity correction over all comparisons: holm (family-wise) or bh (FDR)")
     report.set_defaults(handler=run_report)
 
     presets = study_sub.add_parser("presets", help="list the preset studies, or print one as a spec to edit")
@@ -152,9 +154,9 @@ def run_report(args: argparse.Namespace) -> None:
     from medssl.study.report import write_report
 
     _check_db_exists(args.db)
-    report = write_report(args.db, args.out, study=args.study)
+    report = write_report(args.db, args.out, study=args.study, correction=args.correction)
     print(f"{report.title}: {args.out} and {Path(args.out).with_suffix('.md')}")
-    for line in report.findings[:10]:
+    for line in report.answer:
         print(f"- {line}")
 
 

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medssl import __version__
@@ -30,10 +30,12 @@ from medssl.config import FinetuneConfig, PretrainConfig, SegmentConfig
 from medssl.data.dataset import ImageData
 from medssl.data.masks import SegData, load_seg_data, random_patches
 from medssl.errors import MedsslError
+from medssl.finetune.predictions import PREDICTIONS_FILE
 from medssl.runio import is_complete
 from medssl.study.spec import DEFAULT_CROPS, MASK_KEYS, SAME, SCRATCH, StudySpec, policy_overrides
 from medssl.study.stats import task_metric
 from medssl.study.store import Cell, Heartbeat, Store
+from medssl.study.tuning import GRID_KEY, check_grid, point_overrides, run_grid
 
 POLL_S = 2.0
 
@@ -61,6 +63,8 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
     def pretrain_cell(upstream: str, method: str, backbone_name: str, width: float, seed: int, on_crops: bool) -> str:
         config = {"data": upstream, "method": method, "backbone": backbone_name, "width": width, "seed": seed,
                   **common, **pre_settings}
+        if spec.method_args.get(method):  # only when given: cells of studies without method_args keep their keys
+            config["method_args"] = spec.method_args[method]
         if on_crops:  # pre-train on crops of the segmentation images (no mask is read into the pool)
             config["crops"] = {"n": spec.pretrain.get("crops", DEFAULT_CROPS),
                                "patch": spec.finetune.get("patch_size", SegmentConfig.patch_size), **spec.masks}
@@ -262,8 +266,8 @@ def _pretraining_data(config: dict, cache: dict) -> ImageData:
         return _data(config, cache)
     seg = _seg_data(config, cache)
     patch = min(config["crops"]["patch"], *seg.splits["train"].images.shape[2:])
-    splits = tuple(s for s in ("train", "val") if s in seg.splits)  # never a test image
-    return random_patches(seg, patch, config["crops"]["n"], seed=config["seed"], splits=splits)
+    # training images only: validation images select the model and threshold, test images score it
+    return random_patches(seg, patch, config["crops"]["n"], seed=config["seed"], splits=("train",))
 
 
 def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) -> dict:
@@ -302,14 +306,25 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
                 "test_dice": metrics["test"]["dice"], "n_labelled": metrics["train"]["n"]}
 
     data = _data(cell.config, cache)
-    config = FinetuneConfig(**cell.config, checkpoint=checkpoint, out=str(run_dir))
+    settings = {k: v for k, v in cell.config.items() if k != GRID_KEY}
+    config = FinetuneConfig(**settings, checkpoint=checkpoint, out=str(run_dir))
     row["config"] = json.dumps(config.to_dict(), sort_keys=True)  # every setting, defaults included
     if not is_complete(run_dir):
-        api.finetune(config, data=data, progress=False)
+        if GRID_KEY in cell.config:  # every point of the stated grid, the best on validation kept
+            run_grid(run_dir, check_grid(cell.config[GRID_KEY]), lambda overrides, out: api.finetune(
+                replace(config, **overrides, out=str(out)), data=data, progress=False).metrics)
+        else:
+            api.finetune(config, data=data, progress=False)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if "chosen" in metrics.get("selection", {}):  # the row states the settings that produced its numbers
+        chosen = replace(config, **point_overrides(metrics["selection"]["chosen"]))
+        row["config"] = json.dumps(chosen.to_dict(), sort_keys=True)
     counts = data.class_counts("train")
     minority = min(range(data.num_classes), key=lambda c: (counts[c], c))
     test = metrics["test"]
+    thresholded = test.get("thresholded", {}).get("per_class_recall")
     return {**row, "metrics": json.dumps(metrics), "duration_s": metrics.get("duration_s"),
             "test_auc": test["auc"], "minority_class": minority,
-            "minority_recall": test["per_class_recall"][minority], "n_labelled": metrics["train"]["n"]}
+            "minority_recall": test["per_class_recall"][minority],
+            "minority_recall_thresholded": None if thresholded is None else thresholded[minority],
+            "predictions": str(run_dir / PREDICTIONS_FILE), "n_labelled": metrics["train"]["n"]}

@@ -72,7 +72,9 @@ results = sa.Table("results", metadata,
                    sa.Column("medssl_version", sa.Text),
                    sa.Column("task", sa.Text),  # added columns from here on (nullable)
                    sa.Column("label_count", sa.Integer),
-                   sa.Column("test_dice", sa.Double))
+                   sa.Column("test_dice", sa.Double),
+                   sa.Column("predictions", sa.Text),  # the run's predictions.csv (per-sample probabilities)
+                   sa.Column("minority_recall_thresholded", sa.Double))
 
 # Every scalar of a result's metrics JSON (dotted names: ``test.auc``, ``test.per_class_recall.1``), written in
 # the result's transaction: any task's metrics are queryable without a schema change.
