@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,19 @@ from medssl.evaluate.run import EvaluateConfig, embed, evaluate, retrieve  # noq
 from medssl.finetune.classify import Classifier
 from medssl.finetune.policies import augmentation, balanced_sample_weights, loss_policy
 from medssl.finetune.segmentation_run import finetune_segmentation  # noqa: F401  (notebook re-export)
+from medssl.memory import MemoryPlan, default_batch_size, plan_memory, training_device
 from medssl.methods.base import Pretrainer
 from medssl.methods.registry import parse_method
 from medssl.models.encoder import BackboneSpec, Encoder
-from medssl.runio import save_state, write_json
+from medssl.runio import (
+    LAST_CHECKPOINT,
+    read_yaml,
+    save_state,
+    write_json,
+)
 from medssl.tasks.common import RunResult, load_pretrained
 from medssl.tasks.common import execution_options as _execution
-from medssl.training import ResumableRun, batch_loader, make_trainer, open_run
+from medssl.training import BatchIndexedArrays, ResumableRun, batch_loader, make_trainer, open_run
 
 
 def _load(config: PretrainConfig | FinetuneConfig, data: ImageData | None) -> ImageData:
@@ -55,16 +62,8 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
         raise MedsslError(f"pre-training needs at least 2 images, the pool has {len(pool)}")
 
     run_dir = Path(config.out)
+    config = with_default_batch(config, "pretrain", data.spatial_dims)
     batch_size = min(config.batch_size, len(pool))
-    loader = batch_loader(pool, batch_size, shuffle=True, seed=config.seed, drop_last=True,
-                          num_workers=config.num_workers)
-    state = ResumableRun(run_dir, config.seed, loader, every_n_steps=config.checkpoint_every_n_steps)
-    # the Trainer first: an impossible device request must fail before anything is written
-    trainer = make_trainer(run_dir, config.epochs, progress=progress, validate=False, callbacks=[state],
-                           max_steps=config.max_steps, **_execution(config))
-    ckpt = open_run(trainer, run_dir, batch_size, config,
-                    {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
-                     "spatial_dims": data.spatial_dims, "medssl_version": __version__})
     pl.seed_everything(config.seed, workers=True, verbose=False)
     encoder = Encoder(spec)
     if config.channels_last:
@@ -72,6 +71,20 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     tasks = [cls(encoder) for cls, _ in task_classes]
     model = Pretrainer(encoder, tasks, [w for _, w in task_classes], data.num_classes,
                        lr=config.lr, weight_decay=config.weight_decay)
+    whole_batch = [cls.name for cls, _ in task_classes if cls.family == "contrastive"]
+    plan = fit_to_memory(config, model, pool, batch_size, accumulation_refused=(
+        f"the {' and '.join(whole_batch)} loss compares each sample with the rest of its batch in one step"
+        if whole_batch else None))
+    loader = batch_loader(pool, batch_size, shuffle=True, seed=config.seed, drop_last=True,
+                          num_workers=config.num_workers, micro_batches=plan.accumulate_grad_batches)
+    state = ResumableRun(run_dir, config.seed, loader, every_n_steps=config.checkpoint_every_n_steps)
+    # the Trainer first: an impossible device request must fail before anything is written
+    trainer = make_trainer(run_dir, config.epochs, progress=progress, validate=False, callbacks=[state],
+                           max_steps=config.max_steps, accumulate_grad_batches=plan.accumulate_grad_batches,
+                           **_execution(config))
+    ckpt = open_run(trainer, run_dir, batch_size, config,
+                    {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
+                     "spatial_dims": data.spatial_dims, "medssl_version": __version__, **plan.to_config()})
     start = time.perf_counter()
     trainer.fit(model, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     duration = time.perf_counter() - start
@@ -90,6 +103,31 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
             save_state(run_dir / "reconstruction.pt", {k: v.detach().cpu() for k, v in generative.state_dict().items()})
         write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics)
+
+
+def with_default_batch(config, task: str, spatial_dims: int):
+    """``config`` with its batch size decided: the asked one, else the task's default for the data's dims."""
+    if config.batch_size is not None:
+        return config
+    return replace(config, batch_size=default_batch_size(task, spatial_dims))
+
+
+def fit_to_memory(config: PretrainConfig | FinetuneConfig, model: pl.LightningModule, split: Split,
+                  batch_size: int, accumulation_refused: str | None = None) -> MemoryPlan:
+    """Check the step fits in memory before anything is written (``medssl.memory``); an unfinished run that
+    resumes keeps its micro-batch (its checkpoint counts loader batches)."""
+    if config.devices * config.num_nodes > 1:  # every DDP rank would measure for itself and might disagree
+        return MemoryPlan(batch_size, batch_size, 1, source="not checked under DDP")
+    stored = Path(config.out) / "config.yaml"
+    resumed = None
+    if not config.overwrite and (Path(config.out) / LAST_CHECKPOINT).is_file() and stored.is_file():
+        previous = read_yaml(stored)
+        if previous.get("batch_size") == config.batch_size:
+            resumed = previous.get("micro_batch")
+    sample = BatchIndexedArrays(split)
+    return plan_memory(model, lambda n: sample[list(range(n))], batch_size, training_device(config.accelerator),
+                       precision=config.precision, limit_gb=config.memory_limit_gb,
+                       accumulation_refused=accumulation_refused, micro_batch=resumed)
 
 
 def labelled_subset(data: ImageData, config: FinetuneConfig) -> np.ndarray:
@@ -122,23 +160,9 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
     train = data.splits["train"].subset(train_idx)
 
     run_dir = Path(config.out)
+    config = with_default_batch(config, "finetune", data.spatial_dims)
     batch_size = min(config.batch_size, len(train))
-    loaders = {
-        "train": batch_loader(train, batch_size, shuffle=True, seed=config.seed,
-                              min_samples=config.min_samples_per_epoch, num_workers=config.num_workers,
-                              weights=balanced_sample_weights(train.labels) if config.balanced_sampling else None),
-        "val": batch_loader(data.splits["val"], 256, shuffle=False),
-        "test": batch_loader(data.splits["test"], 256, shuffle=False),
-    }
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/score", mode="max",
-                           save_top_k=1, save_weights_only=True)
-    callbacks = [best, ResumableRun(run_dir, config.seed, loaders["train"],
-                                    every_n_steps=config.checkpoint_every_n_steps)]
-    trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=callbacks, **_execution(config))
     counts = [int((train.labels == c).sum()) for c in range(data.num_classes)]
-    ckpt = open_run(trainer, run_dir, batch_size, config,
-                    {"kind": "finetune", **config.to_dict(), "backbone_spec": spec.to_dict(),
-                     "train_size": len(train), "train_class_counts": counts, "medssl_version": __version__})
     pl.seed_everything(config.seed, workers=True, verbose=False)
     if config.channels_last:
         encoder.use_channels_last()
@@ -146,6 +170,25 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
                        weight_decay=config.weight_decay, augment=augmentation(config.augment),
                        loss=loss_policy(config.loss, counts, focal_gamma=config.focal_gamma,
                                         label_smoothing=config.label_smoothing, mixup_alpha=config.mixup_alpha))
+    plan = fit_to_memory(config, model, train, batch_size)
+    loaders = {
+        "train": batch_loader(train, batch_size, shuffle=True, seed=config.seed,
+                              min_samples=config.min_samples_per_epoch, num_workers=config.num_workers,
+                              weights=balanced_sample_weights(train.labels) if config.balanced_sampling else None,
+                              micro_batches=plan.accumulate_grad_batches),
+        "val": batch_loader(data.splits["val"], 256, shuffle=False),
+        "test": batch_loader(data.splits["test"], 256, shuffle=False),
+    }
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/score", mode="max",
+                           save_top_k=1, save_weights_only=True)
+    callbacks = [best, ResumableRun(run_dir, config.seed, loaders["train"],
+                                    every_n_steps=config.checkpoint_every_n_steps)]
+    trainer = make_trainer(run_dir, config.epochs, progress=progress, callbacks=callbacks,
+                           accumulate_grad_batches=plan.accumulate_grad_batches, **_execution(config))
+    ckpt = open_run(trainer, run_dir, batch_size, config,
+                    {"kind": "finetune", **config.to_dict(), "backbone_spec": spec.to_dict(),
+                     "train_size": len(train), "train_class_counts": counts, "medssl_version": __version__,
+                     **plan.to_config()})
     start = time.perf_counter()
     trainer.fit(model, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt,
                 weights_only=True)

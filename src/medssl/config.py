@@ -26,7 +26,7 @@ class CommonConfig:
     data: str
     out: str
     seed: int = 0
-    batch_size: int = 128
+    batch_size: int | None = None  # None: medssl.memory's default for the task and the data's dims
     lr: float = 1e-3
     weight_decay: float = 1e-4
     size: int | None = None  # resize image folders to size^dims
@@ -43,9 +43,13 @@ class CommonConfig:
     sync_batchnorm: bool = False
     checkpoint_every_n_steps: int | None = None  # mid-epoch checkpoints (always one per epoch)
     deterministic: bool = False  # torch.use_deterministic_algorithms (GPU: slower, some ops refuse)
+    memory_limit_gb: float | None = None  # memory a training step may use; None: what the machine has free
+
 
     def validate(self) -> None:
-        _check(self.batch_size >= 2, f"batch size must be >= 2, got {self.batch_size}")
+        _check(self.batch_size is None or self.batch_size >= 2, f"batch size must be >= 2, got {self.batch_size}")
+        _check(self.memory_limit_gb is None or self.memory_limit_gb > 0,
+               f"memory limit must be > 0 GB, got {self.memory_limit_gb}")
         _check(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
         _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
@@ -93,7 +97,6 @@ class FinetuneConfig(CommonConfig):
     imbalance_ratio: float | None = None
     linear_probe: bool = False
     epochs: int = 20
-    batch_size: int = 64
     backbone: str = "resnet18"  # used only from scratch; a checkpoint brings its own
     width: float = 1.0
     augment: str = "light"

@@ -5,6 +5,7 @@ Trainer that writes checkpoints atomically and carries every random state throug
 from __future__ import annotations
 
 import logging
+import math
 import random
 import warnings
 from pathlib import Path
@@ -70,12 +71,16 @@ class EpochBatchSampler(Sampler[list[int]]):
     computed at the first batch (``__iter__`` is a generator), after Lightning's ``set_epoch``.
 
     ``weights`` (with ``shuffle``): an epoch draws its indices with replacement, in proportion to them
-    (class-balanced resampling)."""
+    (class-balanced resampling). ``micro_batches`` > 1 splits every batch into that many loader batches
+    (gradient accumulation: the same samples per optimizer step, ``start_batch`` counts loader batches)."""
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int = 0, num_samples: int = 0,
-                 drop_last: bool = False, shard: bool = True, weights: np.ndarray | None = None) -> None:
+                 drop_last: bool = False, shard: bool = True, weights: np.ndarray | None = None,
+                 micro_batches: int = 1) -> None:
         self.n = n
         self.batch_size = batch_size
+        # gradient accumulation: each rank's part of a global batch is yielded as this many micro-batches
+        self.micro_batches = micro_batches
         self.shuffle = shuffle
         self.seed = seed
         self.num_samples = max(n, num_samples) if shuffle else n
@@ -100,8 +105,20 @@ class EpochBatchSampler(Sampler[list[int]]):
         keep_rest = rest > 0 and not self.drop_last and rest >= (2 * world if self.shuffle else 1)
         return full + int(keep_rest)
 
+    def _parts(self, size: int) -> int:
+        """Loader batches for ``size`` samples of one rank: ``micro_batches``, fewer for a trailing partial
+        batch (none under ``micro_batch`` samples and, for BatchNorm, none under 2)."""
+        if self.micro_batches == 1:
+            return 1
+        micro = self.batch_size // self.micro_batches
+        return max(1, min(self.micro_batches, math.ceil(size / micro), size // 2))
+
     def __len__(self) -> int:
-        return self._batch_count(self._world()[1])
+        _, world = self._world()
+        count = self._batch_count(world)
+        full = min(count, self.num_samples // self.batch_size)
+        trailing = self._parts((self.num_samples - full * self.batch_size) // world) if count > full else 0
+        return full * self.micro_batches + trailing
 
     def order(self, epoch: int) -> np.ndarray:
         """The epoch's sample order: a pure function of (seed, epoch)."""
@@ -120,22 +137,30 @@ class EpochBatchSampler(Sampler[list[int]]):
         rank, world = self._world()
         if self.batch_size % world:
             raise MedsslError(f"batch size {self.batch_size} is not divisible by the {world} DDP processes")
-        start, self.start_batch = self.start_batch, 0
+        if self.batch_size // world % self.micro_batches:
+            raise MedsslError(f"{self.batch_size // world} samples per process do not split into "
+                              f"{self.micro_batches} equal micro-batches")
+        skip, self.start_batch = self.start_batch, 0  # loader batches (micro-batches) already trained on
         order = self.order(self.epoch)
-        for b in range(start, self._batch_count(world)):
-            batch = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield np.array_split(batch, world)[rank].tolist()
+        for b in range(self._batch_count(world)):
+            batch = np.array_split(order[b * self.batch_size:(b + 1) * self.batch_size], world)[rank]
+            for part in np.array_split(batch, self._parts(len(batch))):
+                if skip:
+                    skip -= 1
+                    continue
+                yield part.tolist()
 
 
 def batch_loader(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0, min_samples: int = 0,
-                 drop_last: bool = False, num_workers: int = 0, weights: np.ndarray | None = None) -> DataLoader:
+                 drop_last: bool = False, num_workers: int = 0, weights: np.ndarray | None = None,
+                 micro_batches: int = 1) -> DataLoader:
     """A loader of batches. With ``shuffle``, an epoch draws ``max(len, min_samples)`` samples (several
     passes over tiny labelled subsets, so 1 % label runs still take enough optimizer steps); shuffled
     (training) loaders shard each global batch over DDP ranks, evaluation loaders do not. With per-sample
     ``weights`` (needs ``shuffle``), samples are drawn with replacement in proportion to them."""
     dataset = BatchIndexedArrays(split)
     batches = EpochBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed, num_samples=min_samples,
-                                drop_last=drop_last, shard=shuffle, weights=weights)
+                                drop_last=drop_last, shard=shuffle, weights=weights, micro_batches=micro_batches)
     # its own generator: creating an iterator must not draw from the global RNG the views use
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
                       persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
@@ -220,7 +245,9 @@ class ResumableRun(Checkpoint):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        # with gradient accumulation only after the micro-batch that completes an optimizer step
+        step_done = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if self.every_n_steps and step_done and trainer.global_step % self.every_n_steps == 0:
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -311,7 +338,8 @@ def quiet_lightning() -> None:
 def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list | None = None,
                  accelerator: str = "auto", devices: int | str = 1, precision: str = "32-true",
                  validate: bool = True, strategy: str = "auto", num_nodes: int = 1, sync_batchnorm: bool = False,
-                 deterministic: bool = False, max_steps: int | None = None) -> pl.Trainer:
+                 deterministic: bool = False, max_steps: int | None = None,
+                 accumulate_grad_batches: int = 1) -> pl.Trainer:
     quiet_lightning()
     try:
         return pl.Trainer(
@@ -335,6 +363,7 @@ def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list 
             num_sanity_val_steps=0,
             log_every_n_steps=1,
             use_distributed_sampler=False,  # our loaders shard whole batches by rank themselves
+            accumulate_grad_batches=accumulate_grad_batches,
         )
     except (ValueError, MisconfigurationException) as err:  # an unknown strategy, an absent GPU, ...
         raise MedsslError(str(err).splitlines()[0]) from None

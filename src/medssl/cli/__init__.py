@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from medssl.cli import anomaly, evaluate, info, study, train
 from medssl.cli.args import Parser
+from medssl.cli.logs import log_file_for, routed_logs, write_log
 from medssl.errors import MedsslError
 
 COMMAND_MODULES = (train, anomaly, evaluate, study, info)
@@ -26,9 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; third-party warnings go to its log file (``medssl.cli.logs``), not the terminal."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
     try:
-        args = build_parser().parse_args(argv)
-        args.handler(args)
+        with routed_logs() as log:
+            try:
+                args = build_parser().parse_args(argv)
+                args.handler(args)
+            finally:
+                write_log(" ".join(argv), log.lines, log_file_for(getattr(args, "out", None)))
     except MedsslError as err:
         print(f"medssl: error: {err}", file=sys.stderr)
         return 2

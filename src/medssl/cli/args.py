@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from medssl.errors import MedsslError
 
+_NUMBER = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# a negative number or a comma-separated list of numbers starting with one: '-0.5', '-1e-3', '-1000,400'
+NEGATIVE_NUMBERS = re.compile(rf"^-{_NUMBER}(?:,[-+]?{_NUMBER})*$")
+
 
 class Parser(argparse.ArgumentParser):
+    """One-line errors, and option values that start with a minus sign parse as written (``--window -1000,400``):
+    argparse takes any token it does not recognise as a plain negative number for an option."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse consults this pattern to tell values from options; no medssl option looks like a number
+        self._negative_number_matcher = NEGATIVE_NUMBERS
+
     def error(self, message: str) -> None:  # one line instead of usage + message
         raise MedsslError(f"{self.prog}: {message}")
 
@@ -27,12 +40,15 @@ def floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
 
 
-def add_run_options(p: argparse.ArgumentParser, batch_size: int) -> None:
-    """Options of every training command (pretrain, finetune)."""
+def add_run_options(p: argparse.ArgumentParser, batch_size: str) -> None:
+    """Options of every training command (pretrain, finetune); ``batch_size`` describes its default."""
     p.add_argument("--data", required=True, help="npz file, image folder, medmnist:NAME[@SIZE] or synthetic:lesions2d")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--batch-size", type=int, help=f"samples per optimizer step (default: {batch_size})")
+    p.add_argument("--memory-limit", type=float, metavar="GB",
+                   help="memory a training step may use (default: what the machine has free); a batch that does "
+                        "not fit trains as micro-batches with gradient accumulation, or is refused")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
@@ -70,4 +86,5 @@ def run_options(args: argparse.Namespace) -> dict:
         "width": args.width, "channels_last": args.channels_last, "resume": args.resume,
         "checkpoint_every_n_steps": args.checkpoint_every, "strategy": args.strategy, "num_nodes": args.num_nodes,
         "sync_batchnorm": args.sync_batchnorm, "deterministic": args.deterministic,
+        "memory_limit_gb": args.memory_limit,
     }

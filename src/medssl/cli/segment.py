@@ -8,7 +8,7 @@ from medssl.errors import MedsslError
 
 # finetune options whose default differs by task; None on the parser means "the task's default"
 TASK_DEFAULTS = {
-    "classify": {"batch_size": 64, "backbone": "resnet18", "width": 1.0, "augment": "light"},
+    "classify": {"backbone": "resnet18", "width": 1.0, "augment": "light"},  # batch size: medssl.memory's default
     "segment": {"batch_size": 8, "backbone": "resnet10", "width": 0.5, "augment": "light"},
 }
 SEGMENT_ONLY = ("transfer", "label_count", "patch_size", "steps_per_epoch", "mask_suffix", "fov", "channel",

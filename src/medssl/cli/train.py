@@ -11,7 +11,7 @@ from medssl.cli.tasks import run_task
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pre-train an encoder with a pretext task")
-    add_run_options(p, batch_size=128)
+    add_run_options(p, batch_size="128 for 2D images, 16 for 3D")
     p.add_argument("--method", default="simclr", help="method name, or several joined by '+'")
     p.add_argument("--weights", type=floats, help="loss weights for combined methods, e.g. 1,1,0.5")
     p.add_argument("--pretrain-splits", default="train",
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_pretrain)
 
     p = sub.add_parser("finetune", help="fine-tune a classifier or segmenter from a pre-trained run or from scratch")
-    add_run_options(p, batch_size=64)
+    add_run_options(p, batch_size="64 for 2D images, 16 for 3D; --task segment: 8")
     p.add_argument("--checkpoint", required=True, help="pre-training run directory, or 'scratch'")
     p.add_argument("--label-fraction", type=float, default=1.0)
     p.add_argument("--imbalance-ratio", type=float, help="subsample the minority class to 1:RATIO first")
