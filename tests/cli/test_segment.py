@@ -26,7 +26,8 @@ def test_segment_run_from_the_command_line(tmp_path, capsys):
 def test_task_defaults_keep_classification_unchanged():
     args = build_parser().parse_args(["finetune", "--data", "d", "--out", "o", "--checkpoint", "scratch"])
     fill_task_defaults(args)
-    assert (args.task, args.batch_size, args.backbone, args.width) == ("classify", 64, "resnet18", 1.0)
+    # batch size None: medssl.memory picks the classification default for the data's dims
+    assert (args.task, args.batch_size, args.backbone, args.width) == ("classify", None, "resnet18", 1.0)
     args = build_parser().parse_args(["finetune", "--task", "segment", "--data", "d", "--out", "o",
                                       "--checkpoint", "scratch", "--batch-size", "3"])
     fill_task_defaults(args)
