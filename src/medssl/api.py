@@ -20,7 +20,6 @@ from medssl.errors import MedsslError
 from medssl.evaluate.run import EvaluateConfig, embed, evaluate, retrieve  # noqa: F401  (notebook re-export)
 from medssl.finetune.classify import Classifier
 from medssl.finetune.policies import augmentation, balanced_sample_weights, loss_policy
-from medssl.finetune.segmentation_run import finetune_segmentation  # noqa: F401  (notebook re-export)
 from medssl.memory import MemoryPlan, default_batch_size, plan_memory, training_device
 from medssl.methods.base import Pretrainer
 from medssl.methods.registry import parse_method
@@ -33,6 +32,7 @@ from medssl.runio import (
 )
 from medssl.tasks.common import RunResult, load_pretrained
 from medssl.tasks.common import execution_options as _execution
+from medssl.tasks.segment.run import finetune_segmentation  # noqa: F401  (notebook re-export)
 from medssl.training import BatchIndexedArrays, ResumableRun, batch_loader, make_trainer, open_run
 
 
