@@ -4,7 +4,7 @@ normal training images only, inside the anomaly run; on BreastMNIST (normal = no
 anomaly = malignant) and on synthetic planted lesions (normal = no lesion). Prints one JSON line per run and a
 summary line per dataset and model (mean and sd over seeds).
 
-    python benchmarks/anomaly.py [--seeds 0 1 2] [--epochs 20] [--only breastmnist|planted]
+    python benchmarks/anomaly.py [--seeds 0 1 2] [--epochs 20] [--only breastmnist|planted] [--breastmnist PATH]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from medssl.tasks.anomaly.data import load_anomaly_data
 from medssl.tasks.anomaly.run import detect_anomalies
 
 BREASTMNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
-DATASETS = {"breastmnist": (str(BREASTMNIST), [1]), "planted": ("synthetic:planted2d@32?n=600", [0])}
+PLANTED = "synthetic:planted2d@32?n=600"
 METHODS = ("autoencoder", "genesis", "spark", "simclr")
 MODEL = {"backbone": "resnet10", "width": 0.25, "accelerator": "cpu", "lr": 2e-3}
 
@@ -38,12 +38,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--only", choices=list(DATASETS))
+    parser.add_argument("--only", choices=["breastmnist", "planted"])
+    parser.add_argument("--breastmnist", type=Path, default=BREASTMNIST, help="default: ../shared/data")
     args = parser.parse_args()
+    datasets = {"breastmnist": (str(args.breastmnist), [1]), "planted": (PLANTED, [0])}
     root = Path(tempfile.mkdtemp(prefix="medssl-anomaly-"))
     summary: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for name, (spec, normal) in DATASETS.items():
-        if (args.only and name != args.only) or (name == "breastmnist" and not BREASTMNIST.is_file()):
+    for name, (spec, normal) in datasets.items():
+        if (args.only and name != args.only) or (name == "breastmnist" and not args.breastmnist.is_file()):
             continue
         for seed in args.seeds:
             data = load_anomaly_data(spec, normal, seed=seed)

@@ -9,6 +9,7 @@ TASK = Task(
     config=FinetuneConfig,
     run="medssl.api:finetune",
     primary_metric="auc",
+    primary_label="AUC",
     metric_names=("auc", "acc", "balanced_acc"),
     summary_format="test AUC {auc:.4f}  acc {acc:.4f}  balanced acc {balanced_acc:.4f}",
 )

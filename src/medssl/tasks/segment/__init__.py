@@ -10,6 +10,7 @@ TASK = Task(
     config=SegmentConfig,
     run="medssl.tasks.segment.run:finetune_segmentation",
     primary_metric="dice",
+    primary_label="Dice",
     metric_names=("dice", "iou", "sensitivity", "specificity", "hd95"),
     options={
         "transfer": "encoder | decoder | both | none: what to take from --checkpoint (default: both if it saved a "
