@@ -8,14 +8,16 @@ import pytest
 import torch
 
 from medssl.api import pretrain
+from medssl.cli import main
 from medssl.config import PretrainConfig
 from medssl.errors import MedsslError
-from medssl.runio import load_state
+from medssl.runio import comparable_metrics, load_state
 from medssl.tasks.common import load_pretrained
 from medssl.tasks.detect.config import DetectConfig
 from medssl.tasks.detect.data import load_detection_data
 from medssl.tasks.detect.model import build_detector
 from medssl.tasks.detect.run import finetune_detection
+from tests.reliability.test_resume import _kill_after_first_checkpoint
 
 TINY = {"width": 0.25, "batch_size": 8, "lr": 3e-3, "accelerator": "cpu", "min_samples_per_epoch": 32}
 
@@ -69,3 +71,20 @@ def test_training_images_without_boxes_are_refused(tmp_path):
 def test_config_mistakes_are_one_line_errors(field, value, message):
     with pytest.raises(MedsslError, match=message):
         DetectConfig(data="x", out="y", **{field: value}).validate()
+
+
+DETECT = ["finetune", "--task", "detect", "--data", "synthetic:boxes2d@32?n=40", "--checkpoint", "scratch",
+          "--backbone", "resnet10", "--width", "0.125", "--batch-size", "8", "--min-samples-per-epoch", "16",
+          "--epochs", "3", "--seed", "2", "--accelerator", "cpu", "--no-progress", "--checkpoint-every", "1"]
+
+
+def test_a_killed_detection_run_resumes_to_identical_metrics(tmp_path):
+    """The best-so-far weights and the validation history travel in the checkpoint, as in segmentation."""
+    run = tmp_path / "det"
+    position = _kill_after_first_checkpoint(DETECT, run)
+    assert position["step"] < 3 * 2
+    assert main([*DETECT, "--out", str(run)]) == 0
+    assert main([*DETECT, "--out", str(tmp_path / "ref")]) == 0
+    resumed = comparable_metrics(json.loads((run / "metrics.json").read_text()))
+    reference = comparable_metrics(json.loads((tmp_path / "ref" / "metrics.json").read_text()))
+    assert resumed == reference and len(resumed["val_history"]) == 3
