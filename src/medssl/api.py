@@ -15,14 +15,17 @@ from medssl import __version__
 from medssl.config import FinetuneConfig, PretrainConfig
 from medssl.data.dataset import UNLABELED, ImageData, Split
 from medssl.data.sources import load_data
-from medssl.data.subsets import fraction_subset, imbalance_subset
+from medssl.data.subsets import fraction_subset, imbalance_subset, matched_subset
 from medssl.errors import MedsslError
 from medssl.evaluate.run import EvaluateConfig, embed, evaluate, retrieve  # noqa: F401  (notebook re-export)
 from medssl.finetune.classify import Classifier
+from medssl.finetune.metrics import thresholded_metrics
 from medssl.finetune.policies import augmentation, balanced_sample_weights, loss_policy
+from medssl.finetune.predictions import PREDICTIONS_FILE, write_predictions
+from medssl.finetune.probe import fit_probe_head
 from medssl.memory import MemoryPlan, default_batch_size, plan_memory, training_device
 from medssl.methods.base import Pretrainer
-from medssl.methods.registry import parse_method
+from medssl.methods.registry import method_kwargs, parse_method, recorded_method_args
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import (
     LAST_CHECKPOINT,
@@ -53,6 +56,8 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     config.validate()
     data = _load(config, data)
     task_classes = parse_method(config.method, config.weights)
+    config = replace(config, method_args=recorded_method_args(task_classes, config.method_args))
+    task_kwargs = method_kwargs(task_classes, config.method_args)
     for cls, _ in task_classes:
         if data.spatial_dims not in cls.spatial_dims:
             raise MedsslError(f"method '{cls.name}' does not support {data.spatial_dims}D data")
@@ -68,7 +73,7 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     encoder = Encoder(spec)
     if config.channels_last:
         encoder.use_channels_last()
-    tasks = [cls(encoder) for cls, _ in task_classes]
+    tasks = _build_tasks(encoder, task_classes, task_kwargs)  # before open_run: a bad value writes nothing
     model = Pretrainer(encoder, tasks, [w for _, w in task_classes], data.num_classes,
                        lr=config.lr, weight_decay=config.weight_decay)
     whole_batch = [cls.name for cls, _ in task_classes if cls.family == "contrastive"]
@@ -103,6 +108,16 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
             save_state(run_dir / "reconstruction.pt", {k: v.detach().cpu() for k, v in generative.state_dict().items()})
         write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics)
+
+
+def _build_tasks(encoder: Encoder, task_classes: list, task_kwargs: list[dict]) -> list:
+    tasks = []
+    for (cls, _), kwargs in zip(task_classes, task_kwargs, strict=True):
+        try:
+            tasks.append(cls(encoder, **kwargs))
+        except (ValueError, TypeError, RuntimeError) as err:  # a value the method's own checks refuse
+            raise MedsslError(f"method '{cls.name}' refuses its arguments {kwargs}: {err}") from None
+    return tasks
 
 
 def with_default_batch(config, task: str, spatial_dims: int):
@@ -141,7 +156,8 @@ def labelled_subset(data: ImageData, config: FinetuneConfig) -> np.ndarray:
 
 
 def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bool = True) -> RunResult:
-    """Fine-tune (or linear-probe) a classifier; selects on val AUC, reports test metrics once."""
+    """Fine-tune a classifier (full, LP-FT, or a linear probe); selects on validation (AUC), reports test
+    metrics once, and writes per-image val/test probabilities to predictions.csv."""
     config.validate()
     data = _load(config, data)
     for split in ("train", "val", "test"):
@@ -158,6 +174,8 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
         spec = encoder.spec
     train_idx = labelled_subset(data, config)
     train = data.splits["train"].subset(train_idx)
+    val_idx = selection_subset(data, config, len(train))
+    val = data.splits["val"].subset(val_idx)
 
     run_dir = Path(config.out)
     config = with_default_batch(config, "finetune", data.spatial_dims)
@@ -169,14 +187,15 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
     model = Classifier(encoder, data.num_classes, linear_probe=config.linear_probe, lr=config.lr,
                        weight_decay=config.weight_decay, augment=augmentation(config.augment),
                        loss=loss_policy(config.loss, counts, focal_gamma=config.focal_gamma,
-                                        label_smoothing=config.label_smoothing, mixup_alpha=config.mixup_alpha))
+                                        label_smoothing=config.label_smoothing, mixup_alpha=config.mixup_alpha),
+                       encoder_lr_mult=config.encoder_lr_mult)
     plan = fit_to_memory(config, model, train, batch_size)
     loaders = {
         "train": batch_loader(train, batch_size, shuffle=True, seed=config.seed,
                               min_samples=config.min_samples_per_epoch, num_workers=config.num_workers,
                               weights=balanced_sample_weights(train.labels) if config.balanced_sampling else None,
                               micro_batches=plan.accumulate_grad_batches),
-        "val": batch_loader(data.splits["val"], 256, shuffle=False),
+        "val": batch_loader(val, 256, shuffle=False),
         "test": batch_loader(data.splits["test"], 256, shuffle=False),
     }
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/score", mode="max",
@@ -190,19 +209,44 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
                      "train_size": len(train), "train_class_counts": counts, "medssl_version": __version__,
                      **plan.to_config()})
     start = time.perf_counter()
-    trainer.fit(model, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt,
-                weights_only=True)
-    best_epoch = _best_epoch(best)
-    trainer.validate(model, dataloaders=loaders["val"], ckpt_path="best", verbose=False)
-    trainer.test(model, dataloaders=loaders["test"], ckpt_path="best", verbose=False)
+    probe = None
+    if config.linear_probe or config.lp_ft:  # the head starts converged (LP-FT) or is the whole probe
+        head, probe = fit_probe_head(encoder, train, val, data.num_classes, seed=config.seed)
+        model.head.load_state_dict(head)
+    if config.linear_probe:  # nothing left to train: the regularisation was chosen on validation
+        best_epoch = None
+        trainer.validate(model, dataloaders=loaders["val"], verbose=False)
+        trainer.test(model, dataloaders=loaders["test"], verbose=False)
+    else:
+        trainer.fit(model, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt,
+                    weights_only=True)
+        best_epoch = _best_epoch(best)
+        trainer.validate(model, dataloaders=loaders["val"], ckpt_path="best", verbose=False)
+        trainer.test(model, dataloaders=loaders["test"], ckpt_path="best", verbose=False)
     duration = time.perf_counter() - start
+    model.predictions["val"] = replace(model.predictions["val"], indices=val_idx)
+    model.results["test"]["thresholded"] = thresholded_metrics(model.predictions["val"], model.predictions["test"])
     metrics = {"test": model.results["test"], "val": model.results["val"],
                "train": {"n": len(train), "class_counts": counts}, "best_epoch": best_epoch,
+               "selection": {"val_labels": config.val_labels, "val_n": len(val)},
                "duration_s": duration}
+    if probe is not None:
+        metrics["probe"] = probe
     if trainer.global_rank == 0:
         save_state(run_dir / "classifier.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        write_predictions(run_dir / PREDICTIONS_FILE, {"val": model.predictions["val"],
+                                                       "test": model.predictions["test"]})
         write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics)
+
+
+def selection_subset(data: ImageData, config: FinetuneConfig, labelled: int) -> np.ndarray:
+    """Indices into val of the images that select the model: all (``full``), or a stratified subset sized like
+    the labelled training subset (``matched``: what a study with that few labels could really hold out)."""
+    labels = data.splits["val"].labels
+    if config.val_labels == "matched":
+        return matched_subset(labels, labelled, config.seed)
+    return np.arange(len(labels))
 
 
 def _best_epoch(callback: ModelCheckpoint) -> int | None:

@@ -11,6 +11,7 @@ PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 # "light" is the default crop + flips; the others are the study augmentation ladder, each rung adding to the last
 AUGMENTATIONS = ("none", "light", "flips", "rot90", "rotate", "scale")
 LOSSES = ("ce", "weighted_ce", "focal")
+VAL_LABELS = ("full", "matched")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -75,6 +76,9 @@ class CommonConfig:
 class PretrainConfig(CommonConfig):
     method: str = "simclr"
     weights: list[float] | None = None
+    # method hyperparameters (constructor arguments, view recipe included): {"temperature": 0.5}, or
+    # {"simclr.temperature": 0.5} for one task of a combination; validated against the method's signature
+    method_args: dict = field(default_factory=dict)
     backbone: str = "resnet18"
     width: float = 1.0
     epochs: int = 10
@@ -95,7 +99,10 @@ class FinetuneConfig(CommonConfig):
     checkpoint: str = "scratch"
     label_fraction: float = 1.0
     imbalance_ratio: float | None = None
-    linear_probe: bool = False
+    linear_probe: bool = False  # a frozen encoder and a converged convex-solver head (finetune.probe)
+    lp_ft: bool = False  # linear probe, then full fine-tuning starting from that head
+    encoder_lr_mult: float = 1.0  # the encoder's learning rate is lr x this
+    val_labels: str = "full"  # full | matched: select on a stratified val subset sized like the labelled set
     epochs: int = 20
     backbone: str = "resnet18"  # used only from scratch; a checkpoint brings its own
     width: float = 1.0
@@ -120,6 +127,9 @@ class FinetuneConfig(CommonConfig):
         _check(self.focal_gamma >= 0, f"focal gamma must be >= 0, got {self.focal_gamma}")
         _check(0.0 <= self.label_smoothing < 1.0, f"label smoothing must lie in [0, 1), got {self.label_smoothing}")
         _check(self.mixup_alpha >= 0, f"mixup alpha must be >= 0, got {self.mixup_alpha}")
+        _check(not (self.linear_probe and self.lp_ft), "--linear-probe and --lp-ft exclude each other")
+        _check(self.encoder_lr_mult > 0, f"encoder lr multiplier must be > 0, got {self.encoder_lr_mult}")
+        _check(self.val_labels in VAL_LABELS, f"val labels must be {' or '.join(VAL_LABELS)}, got '{self.val_labels}'")
 
 
 @dataclass

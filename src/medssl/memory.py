@@ -66,10 +66,10 @@ def _read_int(path: Path) -> int | None:
 
 def _stat_value(path: Path, key: str) -> int:
     try:
-        for line in path.read_text().splitlines():
-            name, _, value = line.partition(" ")
-            if name == key and value.strip().isdigit():
-                return int(value)
+        for line in path.read_text().splitlines():  # "key value[ kB]" (memory.stat, /proc/meminfo, status)
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == key and fields[1].isdigit():
+                return int(fields[1])
     except OSError:
         pass
     return 0

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from medssl.cli import build_parser, main
-from medssl.cli.args import floats, window
+from medssl.cli.args import floats, ints, window, words
 from medssl.cli.logs import RUN_LOG, routed_logs
 
 # per argument type: tokens as a user types them, and the parsed values
@@ -23,6 +23,7 @@ NEGATIVE_CASES = {
     float: [("-0.5", -0.5), ("-1e-3", -1e-3), ("-.25", -0.25)],
     window: [("-1000,400", (-1000.0, 400.0)), ("-1e3,-500", (-1000.0, -500.0))],
     floats: [("-1,0.5", [-1.0, 0.5]), ("-2.5", [-2.5])],
+    ints: [("-1,2", [-1, 2]), ("-3", [-3])],
 }
 
 
@@ -50,7 +51,7 @@ def test_every_numeric_option_parses_negative_values_as_written() -> None:
     checked = 0
     for path, parser in _commands(build_parser()):
         for action in parser._actions:
-            if not action.option_strings or action.type in (None, str):
+            if not action.option_strings or action.type in (None, str, words):  # text, not numbers
                 continue
             assert action.type in NEGATIVE_CASES, f"{' '.join(path)} {action.option_strings[0]}: add its type here"
             for token, value in NEGATIVE_CASES[action.type]:

@@ -47,9 +47,17 @@ def test_imbalance_subset_reaches_the_target_ratio_and_nests():
     assert set(ratio_10) <= set(ratio_4)
 
 
-def test_imbalance_ratio_below_one_or_unreachable_is_rejected():
+def test_imbalance_ratio_below_one_is_rejected():
     labels = np.array([0] * 400 + [1] * 200)
     with pytest.raises(MedsslError, match=">= 1"):
         imbalance_subset(labels, 0.5, 0)
-    with pytest.raises(MedsslError, match="smallest reachable ratio is 2"):
-        imbalance_subset(labels, 1.0, 0)
+
+
+def test_ratio_below_the_natural_one_subsamples_the_majority_down_to_it():
+    labels = np.array([0] * 400 + [1] * 200 + [2] * 300)
+    balanced = imbalance_subset(labels, 1.0, seed=0)
+    assert np.bincount(labels[balanced]).tolist() == [200, 200, 200]  # the minority (1) whole, the rest cut
+    one_and_a_half = imbalance_subset(labels, 1.5, seed=0)
+    assert np.bincount(labels[one_and_a_half]).tolist() == [300, 200, 300]
+    assert set(balanced) <= set(one_and_a_half)  # nested below the natural ratio too
+    assert not np.array_equal(balanced, imbalance_subset(labels, 1.0, seed=1))  # seeded

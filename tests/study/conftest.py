@@ -44,3 +44,14 @@ def finished_study(tmp_path_factory) -> tuple[StudySpec, Path]:
     outcome = run_study(spec, root / "results.db", root / "runs")
     assert not outcome.failures, outcome.failures
     return spec, root / "results.db"
+
+
+from tests.study.postgres import pg_url, postgres_server  # noqa: E402, F401  (fixtures)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh study database of each backend: a SQLite file path, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "results.db")
+    return request.getfixturevalue("pg_url")

@@ -41,3 +41,18 @@ def test_paper_presets_cover_the_papers_grids():
 def test_unknown_preset():
     with pytest.raises(MedsslError, match="unknown preset 'nope'"):
         preset("nope")
+
+
+@pytest.mark.parametrize("name", ["label-fractions", "imbalance", "full"])
+def test_paper_presets_pretrain_one_encoder_per_seed(name, tmp_path):
+    from medssl.study.runner import plan
+
+    spec = preset(name, datasets=["data.npz"], seeds=2)
+    assert spec.pretrain["seed"] == "same"
+    cells = plan(spec, tmp_path)
+    pretrains = [c for c in cells if c.kind == "pretrain"]
+    encoders = {(c.labels["method"], c.labels["backbone"]) for c in pretrains}
+    assert len(pretrains) == 2 * len(encoders)  # each (method, backbone) once per seed
+    for cell in cells:
+        if cell.kind == "finetune" and cell.depends_on is not None:
+            assert next(p for p in pretrains if p.key == cell.depends_on).labels["seed"] == cell.labels["seed"]

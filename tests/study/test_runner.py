@@ -180,3 +180,16 @@ def test_sigterm_to_a_multi_worker_study_stops_its_workers_and_a_rerun_finishes(
     _, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err
     assert _rows(db, "SELECT COUNT(*) FROM cells WHERE status = 'done'")[0][0] >= 10
+
+
+def test_every_classification_row_points_at_its_runs_predictions(finished_study):
+    from medssl.finetune.predictions import read_predictions
+
+    _, db = finished_study
+    rows = _rows(db, "SELECT run_dir, predictions, minority_recall, minority_recall_thresholded FROM results"
+                     " WHERE kind='finetune'")
+    assert rows
+    for run_dir, predictions, argmax_recall, thresholded_recall in rows:
+        assert predictions == str(Path(run_dir) / "predictions.csv")
+        assert set(read_predictions(predictions)) == {"val", "test"}
+        assert argmax_recall is not None and thresholded_recall is not None

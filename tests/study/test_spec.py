@@ -69,3 +69,16 @@ def test_missing_or_unreadable_spec_file(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(MedsslError, match="must be a YAML mapping"):
         load_spec(tmp_path / "list.yaml")
+
+
+def test_pretraining_on_test_images_is_refused():
+    with pytest.raises(MedsslError, match="pretrain_splits may not include 'test'"):
+        parse_spec(tiny_raw(pretrain={"epochs": 1, "pretrain_splits": ["train", "test"]}))
+
+
+def test_matched_validation_and_finetuning_modes_are_study_settings():
+    spec = parse_spec(tiny_raw(finetune={"epochs": 1, "val_labels": "matched", "lp_ft": True,
+                                         "encoder_lr_mult": 0.1}))
+    assert spec.finetune["val_labels"] == "matched"
+    with pytest.raises(MedsslError, match="val labels must be full or matched"):
+        parse_spec(tiny_raw(finetune={"epochs": 1, "val_labels": "half"}))

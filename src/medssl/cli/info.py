@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_quickstart)
 
     p = sub.add_parser("methods", help="list pretext methods with family and dimensions")
+    p.add_argument("--args", action="store_true", help="also list each method's hyperparameters and defaults")
     p.set_defaults(handler=run_methods)
 
     p = sub.add_parser("data", help="data utilities")
@@ -34,13 +35,16 @@ def run_quickstart(args: argparse.Namespace) -> None:
 
 
 def run_methods(args: argparse.Namespace) -> None:
-    from medssl.methods.registry import list_methods
+    from medssl.methods.registry import METHODS, list_methods, method_parameters
 
     methods = list_methods()
     width = max(len(name) for name, _, _ in methods) + 2
     print(f"{'method':<{width}}{'family':<13}dims")
     for name, family, dims in methods:
         print(f"{name:<{width}}{family:<13}{','.join(f'{d}D' for d in dims)}")
+        if args.args:
+            for key, (_, default) in method_parameters(METHODS[name]).items():
+                print(f"{'':<{width}}  {key}={list(default) if isinstance(default, tuple) else default}")
 
 
 def run_data_info(args: argparse.Namespace) -> None:

@@ -8,9 +8,12 @@ import argparse
 import types
 import typing
 
+from medssl.cli.args import floats, ints, words
 from medssl.errors import MedsslError
 from medssl.tasks.base import Task
 from medssl.tasks.registry import get_task, tasks
+
+LIST_PARSERS = {int: ints, float: floats, str: words}
 
 
 def _flag(name: str) -> str:
@@ -18,20 +21,11 @@ def _flag(name: str) -> str:
 
 
 def _value_type(hint: object) -> object:
-    """``int | None`` -> int; ``list[int]`` -> a comma-separated list parser."""
+    """``int | None`` -> int; ``list[int]`` -> the comma-separated list parser of cli.args."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(hint) is list:
-        item = typing.get_args(hint)[0]
-
-        def parse(text: str) -> list:
-            try:
-                return [item(v.strip()) for v in text.split(",") if v.strip()]
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"expected comma-separated {item.__name__} values, got '{text}'"
-                                                 ) from None
-        parse.__name__ = f"list of {item.__name__}"
-        return parse
+        return LIST_PARSERS[typing.get_args(hint)[0]]
     return hint
 
 

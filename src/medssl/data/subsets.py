@@ -40,10 +40,12 @@ def fraction_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
 
 
 def imbalance_subset(labels: np.ndarray, ratio: float, seed: int, minority: int | None = None) -> np.ndarray:
-    """Indices keeping every majority class whole and subsampling ``minority`` to 1/ratio of the largest.
+    """Indices at imbalance ``ratio`` = (largest class count) / (``minority`` count); 1 = balanced.
 
-    ``ratio`` = majority count / minority count (1 = balanced). The kept minority examples are a prefix
-    of a seeded order, so larger ratios select subsets of smaller ones.
+    Above the data's natural ratio, every other class stays whole and ``minority`` is subsampled to 1/ratio
+    of the largest. Below it (e.g. ratio 1 on naturally imbalanced data) ``minority`` stays whole and every
+    other class is subsampled to at most ratio x its size. Kept examples are prefixes of seeded per-class
+    orders, so on each side of the natural ratio the larger subsets contain the smaller ones.
     """
     if not ratio >= 1.0:
         raise MedsslError(f"imbalance ratio must be >= 1, got {ratio}")
@@ -57,10 +59,19 @@ def imbalance_subset(labels: np.ndarray, ratio: float, seed: int, minority: int 
         raise MedsslError(f"minority class {minority} has no examples")
     largest = max(n for c, n in sizes.items() if c != minority)
     keep = max(1, math.floor(largest / ratio))
-    if keep > sizes[minority]:
-        raise MedsslError(
-            f"ratio {ratio:g} needs {keep} examples of class {minority} but only {sizes[minority]} exist;"
-            f" the smallest reachable ratio is {largest / sizes[minority]:.3g}"
-        )
-    chosen = [order if c != minority else order[:keep] for c, order in orders.items()]
+    if keep <= sizes[minority]:
+        chosen = [order if c != minority else order[:keep] for c, order in orders.items()]
+    else:  # the minority is too small for this ratio: shrink the others to it instead
+        cap = max(1, math.floor(ratio * sizes[minority]))
+        chosen = [order if c == minority else order[:cap] for c, order in orders.items()]
     return np.sort(np.concatenate(chosen))
+
+
+def matched_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of a stratified, seeded, nested subset of the labelled examples with about ``size`` of them
+    (at least one per class): a validation set sized like the labelled training subset."""
+    total = int((labels != UNLABELED).sum())
+    classes = len(np.unique(labels[labels != UNLABELED]))
+    if total == 0:
+        raise MedsslError("a matched validation subset needs labelled validation images")
+    return fraction_subset(labels, min(1.0, max(size, classes) / total), seed)

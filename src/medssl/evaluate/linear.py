@@ -42,7 +42,8 @@ def _val_score(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                     num_classes: int, *, c_grid: tuple[float, ...] = C_GRID, seed: int = 0) -> LinearProbe:
+                     num_classes: int, *, c_grid: tuple[float, ...] = C_GRID, seed: int = 0,
+                     class_weight: str | None = None) -> LinearProbe:
     """Fit one logistic regression per C on train, keep the C with the best val AUC (ties: smaller C,
     i.e. stronger regularisation)."""
     if len(np.unique(train_y)) < 2:
@@ -54,7 +55,7 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray
     best: LinearProbe | None = None
     scores: dict[float, float] = {}
     for c in sorted(c_grid):
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=class_weight)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(train_s, train_y)

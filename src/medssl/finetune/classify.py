@@ -1,4 +1,5 @@
-"""Fine-tuning for classification: an encoder plus a linear head, fully trained or as a linear probe."""
+"""Fine-tuning for classification: an encoder plus a linear head. The head may start from a converged linear
+probe (``finetune.probe``): frozen, that is the linear probe; trained on, it is LP-FT."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medssl.finetune.metrics import classification_metrics
+from medssl.finetune.predictions import SplitPredictions
 from medssl.methods.base import to_unit_float, warmup_cosine
 from medssl.models.encoder import Encoder
 from medssl.views import ViewPipeline
 
 
 class Classifier(pl.LightningModule):
-    """Selects on validation AUC (``val/score``); test metrics are computed once, on the selected model."""
+    """Selects on validation AUC (``val/score``); test metrics are computed once, on the selected model.
+    ``encoder_lr_mult`` scales the encoder's learning rate relative to the head's (``lr``)."""
 
     def __init__(self, encoder: Encoder, num_classes: int, *, linear_probe: bool = False, lr: float = 1e-3,
                  weight_decay: float = 1e-4, augment: ViewPipeline | None = None,
-                 loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None) -> None:
+                 loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
+                 encoder_lr_mult: float = 1.0) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(encoder.feature_dim, num_classes)
@@ -30,11 +34,13 @@ class Classifier(pl.LightningModule):
         self.linear_probe = linear_probe
         self.lr = lr
         self.weight_decay = weight_decay
+        self.encoder_lr_mult = encoder_lr_mult
         self.augment = augment
         self.loss = loss  # a training policy (finetune.policies.LossPolicy); None = plain cross-entropy
         if linear_probe:
             self.encoder.requires_grad_(False)
         self.results: dict[str, dict] = {}
+        self.predictions: dict[str, SplitPredictions] = {}  # per stage, of the last evaluation
         self._outputs: list[tuple[Tensor, Tensor]] = []
 
     def forward(self, x: Tensor) -> Tensor:
@@ -62,6 +68,8 @@ class Classifier(pl.LightningModule):
         probs = torch.cat([p for p, _ in self._outputs]).numpy()
         labels = torch.cat([y for _, y in self._outputs]).numpy()
         self._outputs.clear()
+        # evaluation loaders are unshuffled and keep every image, so row i is the split's image i
+        self.predictions[stage] = SplitPredictions(probs, labels, np.arange(len(labels)))
         metrics = classification_metrics(probs, labels)
         metrics["loss"] = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-12)),
                                            torch.from_numpy(labels)))
@@ -86,8 +94,10 @@ class Classifier(pl.LightningModule):
         self._summarise("test")
 
     def configure_optimizers(self) -> dict:
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        groups = [{"params": [p for p in self.head.parameters() if p.requires_grad], "lr": self.lr},
+                  {"params": [p for p in self.encoder.parameters() if p.requires_grad],
+                   "lr": self.lr * self.encoder_lr_mult}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=self.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = max(1, total // 20)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))

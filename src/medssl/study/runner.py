@@ -15,13 +15,14 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medssl import __version__
@@ -29,10 +30,12 @@ from medssl.config import FinetuneConfig, PretrainConfig, SegmentConfig
 from medssl.data.dataset import ImageData
 from medssl.data.masks import SegData, load_seg_data, random_patches
 from medssl.errors import MedsslError
+from medssl.finetune.predictions import PREDICTIONS_FILE
 from medssl.runio import is_complete
 from medssl.study.spec import DEFAULT_CROPS, MASK_KEYS, SAME, SCRATCH, StudySpec, policy_overrides
 from medssl.study.stats import task_metric
 from medssl.study.store import Cell, Heartbeat, Store
+from medssl.study.tuning import GRID_KEY, check_grid, point_overrides, run_grid
 
 POLL_S = 2.0
 
@@ -60,6 +63,8 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
     def pretrain_cell(upstream: str, method: str, backbone_name: str, width: float, seed: int, on_crops: bool) -> str:
         config = {"data": upstream, "method": method, "backbone": backbone_name, "width": width, "seed": seed,
                   **common, **pre_settings}
+        if spec.method_args.get(method):  # only when given: cells of studies without method_args keep their keys
+            config["method_args"] = spec.method_args[method]
         if on_crops:  # pre-train on crops of the segmentation images (no mask is read into the pool)
             config["crops"] = {"n": spec.pretrain.get("crops", DEFAULT_CROPS),
                                "patch": spec.finetune.get("patch_size", SegmentConfig.patch_size), **spec.masks}
@@ -115,21 +120,8 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
         raise MedsslError(f"workers must be >= 1, got {workers}")
     started = time.perf_counter()
     cache: dict[tuple, ImageData] = {}
-    # bad data fails here, before the DB is touched
-    for dataset in spec.datasets:
-        if spec.task == "segment":
-            train = len(_seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache).splits["train"])
-            if spec.label_counts and max(spec.label_counts) > train:
-                raise MedsslError(f"label count {max(spec.label_counts)} exceeds the {train} training images of "
-                                  f"{dataset}")
-        else:
-            _data({"data": dataset, "size": spec.size}, cache)
-    for upstream in spec.upstream:
-        if upstream != SAME:
-            _data({"data": upstream, "size": spec.size}, cache)
-    store = Store(db, lease_s=lease_s)
+    store = register_study(spec, db, runs_dir, lease_s=lease_s, cache=cache)
     try:
-        store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
         counts = store.counts(spec.hash)
         print(f"study {spec.name} ({spec.hash}): {sum(counts.values())} cells, {counts.get('done', 0)} already done;"
               f" {workers} worker(s)", file=sys.stderr)
@@ -159,6 +151,31 @@ def run_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, workers:
     return outcome
 
 
+def register_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, lease_s: float = 120.0,
+                   cache: dict | None = None) -> Store:
+    """Check the data (bad data fails here, before the database is touched), then add the study's cells to
+    ``db``; returns the open store."""
+    cache = {} if cache is None else cache
+    for dataset in spec.datasets:
+        if spec.task == "segment":
+            train = len(_seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache).splits["train"])
+            if spec.label_counts and max(spec.label_counts) > train:
+                raise MedsslError(f"label count {max(spec.label_counts)} exceeds the {train} training images of "
+                                  f"{dataset}")
+        else:
+            _data({"data": dataset, "size": spec.size}, cache)
+    for upstream in spec.upstream:
+        if upstream != SAME:
+            _data({"data": upstream, "size": spec.size}, cache)
+    store = Store(db, lease_s=lease_s)
+    try:
+        store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 @contextmanager
 def _sigterm_as_exit() -> Iterator[None]:
     """SIGTERM (a scheduler, ``kill``) raises SystemExit here, so the caller's cleanup runs; outside the main
@@ -185,9 +202,11 @@ def _worker_process(db: str, spec_hash: str, lease_s: float, threads: int) -> No
 
 
 def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: float = 120.0,
-         cache: dict | None = None) -> int:
-    """One worker: claim a runnable cell, run it, record it; wait while others hold the rest. Returns cells run."""
-    worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+         cache: dict | None = None, run_cell: Callable[..., dict] | None = None) -> int:
+    """One worker: claim a runnable cell, run it (``run_cell``, default ``execute``), record it; wait while others
+    hold the rest. Returns cells run."""
+    worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    run_cell = execute if run_cell is None else run_cell
     store = Store(db, create=False, lease_s=lease_s)
     cache = {} if cache is None else cache
     ran = 0
@@ -202,8 +221,8 @@ def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: flo
                 continue
             started = time.time()
             try:
-                with Heartbeat(Path(db), worker, every_s=max(1.0, lease_s / 4)):
-                    row = execute(cell, store, cache, progress=progress)
+                with Heartbeat(db, worker, cell.key, every_s=max(0.5, lease_s / 4)):
+                    row = run_cell(cell, store, cache, progress=progress)
             except Exception as err:  # recorded on the cell; the study goes on with the other cells
                 message = str(err).splitlines()[0] if str(err) else type(err).__name__
                 store.fail(cell.key, worker, f"{type(err).__name__}: {message}")
@@ -247,8 +266,8 @@ def _pretraining_data(config: dict, cache: dict) -> ImageData:
         return _data(config, cache)
     seg = _seg_data(config, cache)
     patch = min(config["crops"]["patch"], *seg.splits["train"].images.shape[2:])
-    splits = tuple(s for s in ("train", "val") if s in seg.splits)  # never a test image
-    return random_patches(seg, patch, config["crops"]["n"], seed=config["seed"], splits=splits)
+    # training images only: validation images select the model and threshold, test images score it
+    return random_patches(seg, patch, config["crops"]["n"], seed=config["seed"], splits=("train",))
 
 
 def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) -> dict:
@@ -287,14 +306,25 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
                 "test_dice": metrics["test"]["dice"], "n_labelled": metrics["train"]["n"]}
 
     data = _data(cell.config, cache)
-    config = FinetuneConfig(**cell.config, checkpoint=checkpoint, out=str(run_dir))
+    settings = {k: v for k, v in cell.config.items() if k != GRID_KEY}
+    config = FinetuneConfig(**settings, checkpoint=checkpoint, out=str(run_dir))
     row["config"] = json.dumps(config.to_dict(), sort_keys=True)  # every setting, defaults included
     if not is_complete(run_dir):
-        api.finetune(config, data=data, progress=False)
+        if GRID_KEY in cell.config:  # every point of the stated grid, the best on validation kept
+            run_grid(run_dir, check_grid(cell.config[GRID_KEY]), lambda overrides, out: api.finetune(
+                replace(config, **overrides, out=str(out)), data=data, progress=False).metrics)
+        else:
+            api.finetune(config, data=data, progress=False)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if "chosen" in metrics.get("selection", {}):  # the row states the settings that produced its numbers
+        chosen = replace(config, **point_overrides(metrics["selection"]["chosen"]))
+        row["config"] = json.dumps(chosen.to_dict(), sort_keys=True)
     counts = data.class_counts("train")
     minority = min(range(data.num_classes), key=lambda c: (counts[c], c))
     test = metrics["test"]
+    thresholded = test.get("thresholded", {}).get("per_class_recall")
     return {**row, "metrics": json.dumps(metrics), "duration_s": metrics.get("duration_s"),
             "test_auc": test["auc"], "minority_class": minority,
-            "minority_recall": test["per_class_recall"][minority], "n_labelled": metrics["train"]["n"]}
+            "minority_recall": test["per_class_recall"][minority],
+            "minority_recall_thresholded": None if thresholded is None else thresholded[minority],
+            "predictions": str(run_dir / PREDICTIONS_FILE), "n_labelled": metrics["train"]["n"]}

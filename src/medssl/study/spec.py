@@ -6,6 +6,10 @@ imbalance ratios x policies x seeds. Policies are named fine-tuning recipes; ``a
 ``task: segment`` makes the downstream runs segmentation (mask folders or ``synthetic:blobs2d|3d``): the labels
 axis is then ``label_counts`` (labelled images) or ``label_fractions``, there is no imbalance or policy axis,
 ``masks`` holds how the folders are read, and ``upstream: same`` pre-trains on crops of the training images.
+
+``finetune.grid`` gives every arm the same small grid of fine-tuning choices, selected on validation
+(``study.tuning``); ``finetune.val_labels: matched`` selects on a validation subset sized like the labelled
+set. Pre-training never sees ``test`` images.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import yaml
 
 from medssl.config import FinetuneConfig, PretrainConfig, SegmentConfig
 from medssl.errors import MedsslError
+from medssl.study.tuning import GRID_KEY, check_grid, grid_points, point_overrides
 
 SCRATCH = "scratch"
 SAME = "same"  # pre-train on the downstream dataset's own training images
@@ -40,7 +45,8 @@ POLICIES: dict[str, dict] = {
 
 TASKS = ("classify", "segment")
 PRETRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "pretrain_splits", "crops")
-FINETUNE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "min_samples_per_epoch", "linear_probe")
+FINETUNE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "min_samples_per_epoch", "linear_probe", "lp_ft",
+                 "encoder_lr_mult", "val_labels", GRID_KEY)
 SEGMENT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "patch_size", "pos_fraction",
                 "augment", "transfer", "threshold")
 MASK_KEYS = ("mask_suffix", "fov", "channel", "val_count", "test_count")
@@ -76,12 +82,13 @@ class StudySpec:
     task: str = "classify"
     label_counts: list[int] | None = None  # segmentation: labelled images per run (instead of fractions)
     masks: dict = field(default_factory=dict)  # segmentation: how mask folders are read (MASK_KEYS)
+    method_args: dict = field(default_factory=dict)  # method -> its hyperparameters (PretrainConfig.method_args)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["backbones"] = [asdict(b) for b in self.backbones]
         # fields at their defaults are left out, so specs written before they existed keep their hash
-        for key, default in (("task", "classify"), ("label_counts", None), ("masks", {})):
+        for key, default in (("task", "classify"), ("label_counts", None), ("masks", {}), ("method_args", {})):
             if data[key] == default:
                 del data[key]
         if self.label_counts:  # the labels axis is the counts; the fractions are unused
@@ -110,6 +117,7 @@ class StudySpec:
         for method in self.methods:
             if method != SCRATCH:
                 parse_method(method)
+        self._validate_method_args()
         for fraction in self.label_fractions:
             if not 0.0 < fraction <= 1.0:
                 raise MedsslError(f"study '{self.name}': label fraction must lie in (0, 1], got {fraction}")
@@ -130,6 +138,9 @@ class StudySpec:
         pre_seed = self.pretrain.get("seed", SAME)
         if pre_seed != SAME and (not isinstance(pre_seed, int) or pre_seed < 0):
             raise MedsslError(f"study '{self.name}': pretrain seed must be 'same' or an integer >= 0")
+        if "test" in self.pretrain.get("pretrain_splits", []):
+            raise MedsslError(f"study '{self.name}': pretrain_splits may not include 'test' (the test images must"
+                              " stay unseen by every arm)")
         self._validate_task()
         # the shared settings must form valid run configs on their own
         PretrainConfig(data="", out="", **{**self.run, **{k: v for k, v in self.pretrain.items()
@@ -139,9 +150,23 @@ class StudySpec:
             checkpoint = "a pre-training run" if self.finetune.get("transfer") not in (None, "none") else "scratch"
             SegmentConfig(data="", out="", checkpoint=checkpoint, **self.run, **self.finetune, **self.masks).validate()
             return
-        FinetuneConfig(data="", out="", **self.run, **self.finetune).validate()
+        shared = {k: v for k, v in self.finetune.items() if k != GRID_KEY}
+        points = grid_points(check_grid(self.finetune[GRID_KEY])) if GRID_KEY in self.finetune else [{}]
         for overrides in map(policy_overrides, self.policies):
-            FinetuneConfig(data="", out="", **{**self.run, **self.finetune, **overrides}).validate()
+            for point in points:
+                FinetuneConfig(data="", out="", **{**self.run, **shared, **overrides,
+                                                   **point_overrides(point)}).validate()
+
+    def _validate_method_args(self) -> None:
+        from medssl.methods.registry import parse_method, recorded_method_args
+
+        for method, args in self.method_args.items():
+            if method not in self.methods or method == SCRATCH:
+                raise MedsslError(f"study '{self.name}': method_args for '{method}', which is not among the "
+                                  f"pre-trained methods ({', '.join(m for m in self.methods if m != SCRATCH)})")
+            if not isinstance(args, dict):
+                raise MedsslError(f"study '{self.name}': method_args of '{method}' must be a mapping of KEY: VALUE")
+            self.method_args[method] = recorded_method_args(parse_method(method), args)
 
     def _validate_task(self) -> None:
         def refuse(problem: str) -> None:
@@ -216,6 +241,13 @@ def _backbone(value: object) -> Backbone:
     raise MedsslError(f"backbone must be NAME, NAMExWIDTH or {{name, width}}, got {value!r}")
 
 
+def _method_args(raw: dict) -> dict:
+    value = raw.get("method_args") or {}
+    if not isinstance(value, dict):
+        raise MedsslError("'method_args' must be a mapping of method -> {KEY: VALUE}")
+    return {str(method).strip().lower(): args for method, args in value.items()}
+
+
 def _settings(raw: dict, key: str, allowed: tuple[str, ...]) -> dict:
     value = raw.get(key) or {}
     if not isinstance(value, dict):
@@ -227,7 +259,7 @@ def _settings(raw: dict, key: str, allowed: tuple[str, ...]) -> dict:
 
 
 TOP_KEYS = ("name", "task", "datasets", "upstream", "methods", "backbones", "label_fractions", "label_counts",
-            "imbalance_ratios", "policies", "seeds", "size", "pretrain", "finetune", "masks", "run")
+            "imbalance_ratios", "policies", "seeds", "size", "pretrain", "finetune", "masks", "run", "method_args")
 
 
 def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None = None) -> StudySpec:
@@ -266,6 +298,7 @@ def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None
         task=str(raw.get("task", "classify")),
         label_counts=None if raw.get("label_counts") is None else _list(raw, "label_counts"),
         masks=_settings(raw, "masks", MASK_KEYS),
+        method_args=_method_args(raw),
     )
     try:
         spec.validate()

@@ -66,3 +66,16 @@ def test_summary_is_the_mean_over_images_and_counts_undefined_values():
     summary = summarise([image_metrics(PRED, TRUTH), image_metrics(EMPTY, EMPTY)])
     assert summary["dice"] == pytest.approx(0.75)
     assert summary["hd95_undefined"] == 1 and summary["sensitivity"] == pytest.approx(0.5)
+
+
+def test_hd95_is_in_millimetres_when_the_spacing_is_known():
+    truth = np.zeros((1, 20, 20), bool)
+    truth[0, 5:10, 5:10] = True
+    pred = np.zeros_like(truth)
+    pred[0, 5:10, 8:13] = True  # shifted 3 pixels along the second axis
+    in_pixels = image_metrics(pred, truth)["hd95"]
+    assert in_pixels == pytest.approx(3.0)
+    assert image_metrics(pred, truth, spacing=(0.5, 2.0))["hd95"] == pytest.approx(6.0)  # 3 px x 2 mm
+    assert image_metrics(pred, truth, spacing=(2.0, 0.5))["hd95"] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="one value per spatial axis"):
+        image_metrics(pred, truth, spacing=(1.0,))

@@ -3,12 +3,14 @@
 Inside the FOV only: prediction and truth are zeroed outside it, which leaves Dice, IoU, sensitivity and
 HD95 exactly as if computed on FOV pixels alone; specificity also drops the true negatives outside it.
 An empty prediction of an empty truth scores Dice = IoU = 1 (nothing to find, nothing wrongly found).
+HD95 is in millimetres when the pixel / voxel ``spacing`` (mm per axis) is given, else in pixels / voxels.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -24,8 +26,10 @@ def _as_batch(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def image_metrics(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor,
-                  fov: np.ndarray | torch.Tensor | None = None) -> dict[str, float]:
-    """Metrics of one binary prediction (1, *spatial) against the truth, inside ``fov`` if given."""
+                  fov: np.ndarray | torch.Tensor | None = None,
+                  spacing: Sequence[float] | None = None) -> dict[str, float]:
+    """Metrics of one binary prediction (1, *spatial) against the truth, inside ``fov`` if given; HD95 in mm
+    with ``spacing`` (one value per spatial axis)."""
     p, y = _as_batch(pred), _as_batch(truth)
     if p.shape != y.shape:
         raise ValueError(f"prediction {tuple(p.shape)} and truth {tuple(y.shape)} differ in shape")
@@ -38,10 +42,13 @@ def image_metrics(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Ten
     iou = float(MeanIoU(include_background=True, ignore_empty=False)(p, y).item())
     tp, fp, tn, fn = (float(v) for v in get_confusion_matrix(p, y, include_background=True)[0, 0])
     tn -= outside
+    if spacing is not None and len(spacing) != p.ndim - 2:
+        raise ValueError(f"spacing {tuple(spacing)} must give one value per spatial axis ({p.ndim - 2})")
     if y.any() and p.any():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hd95 = float(HausdorffDistanceMetric(include_background=True, percentile=95)(p, y).item())
+            hd95 = float(HausdorffDistanceMetric(include_background=True, percentile=95)(
+                p, y, spacing=None if spacing is None else [float(v) for v in spacing]).item())
     else:
         hd95 = math.nan  # undefined without both surfaces
     return {
