@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from medssl.data.sources import load_data
-from medssl.finetune.classify import Classifier
+from medssl.tasks.classify.module import Classifier
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import save_state, write_json, write_yaml
 

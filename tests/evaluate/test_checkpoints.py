@@ -3,7 +3,7 @@ import torch
 
 from medssl.errors import MedsslError
 from medssl.evaluate.checkpoints import load_classifier, load_encoder
-from medssl.finetune.classify import Classifier
+from medssl.tasks.classify.module import Classifier
 from medssl.models.encoder import Encoder
 from medssl.runio import load_state, read_yaml
 

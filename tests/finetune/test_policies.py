@@ -124,7 +124,7 @@ def test_a_finetune_with_every_policy_stacked_runs_and_records_them(tmp_path):
 
 
 def test_the_classifier_trains_on_its_policy_loss():
-    from medssl.finetune.classify import Classifier
+    from medssl.tasks.classify.module import Classifier
     from medssl.methods.base import to_unit_float
     from medssl.models.encoder import BackboneSpec, Encoder
 

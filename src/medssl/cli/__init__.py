@@ -15,11 +15,7 @@ from medssl.cli.args import Parser
 from medssl.cli.logs import log_file_for, routed_logs, write_log
 from medssl.errors import MedsslError
 
-<<<<<<< HEAD
-COMMAND_MODULES = (train, anomaly, evaluate, study, info, advise)
-=======
-COMMAND_MODULES = (train, anomaly, evaluate, export, study, info)
->>>>>>> issue16-encoders
+COMMAND_MODULES = (train, anomaly, evaluate, export, study, info, advise)
 
 
 def build_parser() -> argparse.ArgumentParser:
