@@ -49,7 +49,10 @@ def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
 
 def load_image_data(config: CommonConfig, data: ImageData | None) -> ImageData:
     """``data`` if given, else the data ``config.data`` names."""
-    return data if data is not None else load_data(config.data, size=config.size, window=config.window)
+    if data is not None:
+        return data
+    return load_data(config.data, size=config.size, window=config.window, preprocessing=config.preprocessing(),
+                     sampling=config.sampling())
 
 
 def with_default_batch(config, task: str, spatial_dims: int):

@@ -33,7 +33,7 @@ from medssl.training import ResumableRun, make_trainer, open_run
 def load_segmentation_data(config: SegmentConfig) -> SegData:
     return load_seg_data(config.data, seed=config.seed, size=config.size, mask_suffix=config.mask_suffix,
                          fov=config.fov, channel=config.channel, val_count=config.val_count,
-                         test_count=config.test_count)
+                         test_count=config.test_count, preprocessing=config.preprocessing())
 
 
 def labelled_images(n_train: int, config: SegmentConfig) -> np.ndarray:
