@@ -155,7 +155,7 @@ class FinetuneConfig(CommonConfig):
 
 @dataclass
 class SegmentConfig(CommonConfig):
-    """Segmentation fine-tuning (binary masks), 2D or 3D; see ``medssl.finetune.segmentation_run``."""
+    """Segmentation fine-tuning (binary masks), 2D or 3D; see ``medssl.tasks.segment.run``."""
 
     checkpoint: str = "scratch"
     transfer: str | None = None  # none | encoder | decoder | both; None: both if the run has a decoder
