@@ -396,7 +396,7 @@ def protocol(spec: dict, rows: list[dict], pretrains: list[dict], comparisons: l
                                           "measure fine-tuning noise only"))
     splits = sorted({s for r in pretrains for s in json.loads(r.get("config") or "{}").get("pretrain_splits", [])}) \
         or pretrain.get("pretrain_splits") or ["train"]
-    crops = " (crops of the segmentation images)" if segment else ""
+    crops = " (random crops of the segmentation training images)" if segment else ""
     facts.append(("pre-training data", f"split(s) {', '.join(splits)}{crops}"
                   + ("; includes TEST images" if "test" in splits else "")))
     facts.append(("fine-tuning budget", _tuning(spec)))
