@@ -100,7 +100,7 @@ def _volumes(n: int, side: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.skipif(not memory.sys.platform.startswith("linux"), reason="the CPU measurement forks (Linux)")
-def test_the_two_point_estimate_is_within_a_factor_of_1_5_of_a_measured_step(monkeypatch, capsys) -> None:
+def test_the_two_point_estimate_is_between_0_8_and_1_6_times_a_measured_step(monkeypatch, capsys) -> None:
     model = _tiny_3d_pretrainer()
     step = memory.measure_step(model, _volumes, torch.device("cpu"))
     assert step is not None and step.per_sample_bytes > 0
@@ -109,7 +109,9 @@ def test_the_two_point_estimate_is_within_a_factor_of_1_5_of_a_measured_step(mon
     estimate, measured = step.peak(16), direct.peak(16)
     with capsys.disabled():
         print(f"\n2-point estimate {estimate / MB:.0f} MB vs measured {measured / MB:.0f} MB at 16 volumes of 20^3")
-    assert measured / 1.5 <= estimate <= measured * 1.5, (estimate / MB, measured / MB)
+    # under-estimating is the dangerous side (a run killed after all); the two-point line has measured
+    # 1.18-1.33x above a direct measurement here (activations grow slightly sub-linearly with the batch)
+    assert 0.8 * measured <= estimate <= 1.6 * measured, (estimate / MB, measured / MB)
     assert all(p.grad is None for p in model.parameters())  # the parent's model was never touched
 
 
