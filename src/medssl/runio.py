@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -62,6 +63,14 @@ def write_text(path: Path, text: str) -> None:
     _atomic(path, lambda tmp: tmp.write_text(text))
 
 
+def write_npy(path: Path, array: Any) -> None:
+    """An array as a .npy file (memory-mappable with ``np.load(mmap_mode="r")``), atomically."""
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
+            np.save(file, array)
+    _atomic(path, save)
+
+
 def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
 
@@ -106,15 +115,21 @@ def read_yaml(path: Path) -> dict:
 
 def run_backbone_spec(run_dir: Path, spatial_dims: int, channels: int) -> BackboneSpec:
     """The backbone a finished run trained, checked against the data it is about to see."""
-    config = read_yaml(run_dir / "config.yaml")
+    return checked_backbone_spec(read_yaml(run_dir / "config.yaml"), f"{run_dir}/config.yaml", spatial_dims, channels)
+
+
+def checked_backbone_spec(config: dict, where: str, spatial_dims: int, channels: int) -> BackboneSpec:
+    """``config["backbone_spec"]`` (a run's config.yaml or a model package's config.json), checked against the
+    data it is about to see."""
     try:
         spec = BackboneSpec(**config["backbone_spec"])
     except (KeyError, TypeError) as err:
-        raise MedsslError(f"{run_dir}/config.yaml has no valid backbone_spec ({err})") from None
+        raise MedsslError(f"{where} has no valid backbone_spec ({err})") from None
+    source = Path(where).parent
     if spec.spatial_dims != spatial_dims:
-        raise MedsslError(f"checkpoint {run_dir} is {spec.spatial_dims}D but the data is {spatial_dims}D")
+        raise MedsslError(f"checkpoint {source} is {spec.spatial_dims}D but the data is {spatial_dims}D")
     if spec.in_channels != channels:
-        raise MedsslError(f"checkpoint {run_dir} expects {spec.in_channels} channel(s) but the data has {channels}")
+        raise MedsslError(f"checkpoint {source} expects {spec.in_channels} channel(s) but the data has {channels}")
     return spec
 
 

@@ -1,10 +1,8 @@
-"""``medssl quickstart``, ``medssl methods`` and ``medssl data info``."""
+"""``medssl quickstart`` and ``medssl methods``."""
 
 from __future__ import annotations
 
 import argparse
-
-from medssl.cli.args import Parser, window
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,15 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_quickstart)
 
     p = sub.add_parser("methods", help="list pretext methods with family and dimensions")
+    p.add_argument("--args", action="store_true", help="also list each method's hyperparameters and defaults")
     p.set_defaults(handler=run_methods)
-
-    p = sub.add_parser("data", help="data utilities")
-    data_sub = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)
-    info = data_sub.add_parser("info", help="describe a data spec")
-    info.add_argument("spec")
-    info.add_argument("--size", type=int)
-    info.add_argument("--window", type=window)
-    info.set_defaults(handler=run_data_info)
 
 
 def run_quickstart(args: argparse.Namespace) -> None:
@@ -34,16 +25,14 @@ def run_quickstart(args: argparse.Namespace) -> None:
 
 
 def run_methods(args: argparse.Namespace) -> None:
-    from medssl.methods.registry import list_methods
+    from medssl.methods.registry import METHODS, list_methods, method_parameters
 
     methods = list_methods()
     width = max(len(name) for name, _, _ in methods) + 2
     print(f"{'method':<{width}}{'family':<13}dims")
     for name, family, dims in methods:
         print(f"{name:<{width}}{family:<13}{','.join(f'{d}D' for d in dims)}")
+        if args.args:
+            for key, (_, default) in method_parameters(METHODS[name]).items():
+                print(f"{'':<{width}}  {key}={list(default) if isinstance(default, tuple) else default}")
 
-
-def run_data_info(args: argparse.Namespace) -> None:
-    from medssl.data.sources import describe, load_data
-
-    print(describe(load_data(args.spec, size=args.size, window=args.window)))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from medssl.cli.args import add_run_options, floats, run_options
-from medssl.cli.segment import add_segment_options, fill_task_defaults, run_segment
-from medssl.cli.tasks import run_task
+from medssl.cli.tasks import add_finetune_tasks, fill_task_defaults, run_task
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,11 +16,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrain-splits", default="train",
                    help="comma-separated splits whose images form the unlabeled pool (default: train)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (for huge datasets)")
+    p.add_argument("--method-args", type=key_values, default={}, metavar="KEY=VALUE,...",
+                   help="method hyperparameters, e.g. temperature=0.2,crop_scale=[0.2,1.0] (METHOD.KEY for one "
+                        "method of a combination); `medssl methods --args` lists them")
     p.set_defaults(handler=run_pretrain)
 
     p = sub.add_parser("finetune", help="fine-tune a classifier or segmenter from a pre-trained run or from scratch")
     add_run_options(p, batch_size="64 for 2D images, 16 for 3D; --task segment: 8")
-    p.add_argument("--checkpoint", required=True, help="pre-training run directory, or 'scratch'")
+    p.add_argument("--checkpoint", required=True,
+                   help="pre-training run directory, model package (medssl export), or 'scratch'")
     p.add_argument("--label-fraction", type=float, default=1.0)
     p.add_argument("--imbalance-ratio", type=float, help="subsample the minority class to 1:RATIO first")
     p.add_argument("--linear-probe", action="store_true",
@@ -36,8 +39,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup-alpha", type=float, default=0.0, help="> 0 enables mixup with Beta(alpha, alpha)")
     p.add_argument("--balanced-sampling", action="store_true", help="draw every class equally often")
-    add_segment_options(p)
+    add_finetune_tasks(p)
     p.set_defaults(handler=run_finetune)
+
+
+def key_values(text: str) -> dict[str, str]:
+    """``a=1,b=[0.2,1.0]`` -> {"a": "1", "b": "[0.2,1.0]"}: commas inside brackets belong to the value."""
+    pairs, depth, start = [], 0, 0
+    for i, char in enumerate(text + ","):
+        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            pairs.append(text[start:i].strip())
+            start = i + 1
+    result = {}
+    for pair in filter(None, pairs):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE pairs separated by commas, got '{pair}'")
+        result[key.strip()] = value.strip()
+    return result
 
 
 def _main_process() -> bool:
@@ -53,7 +73,8 @@ def run_pretrain(args: argparse.Namespace) -> None:
 
     splits = [s.strip() for s in args.pretrain_splits.split(",") if s.strip()]
     config = PretrainConfig(**run_options(args), method=args.method, weights=args.weights,
-                            epochs=args.epochs or 10, pretrain_splits=splits, max_steps=args.max_steps)
+                            epochs=args.epochs or 10, pretrain_splits=splits, max_steps=args.max_steps,
+                            method_args=args.method_args)
     result = api.pretrain(config, progress=not args.no_progress)
     if _main_process():
         print(f"pre-trained encoder written to {result.run_dir / 'encoder.pt'}")
@@ -64,8 +85,6 @@ def run_finetune(args: argparse.Namespace) -> None:
     from medssl.config import FinetuneConfig
 
     fill_task_defaults(args)
-    if args.task == "segment":
-        return run_segment(args)
     if args.task != "classify":
         return run_task(args.task, args, {**run_options(args), "checkpoint": args.checkpoint, "epochs": args.epochs,
                                           "label_fraction": args.label_fraction, "augment": args.augment})

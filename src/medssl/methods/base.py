@@ -8,6 +8,7 @@ linear probe trained on detached features (it never changes the encoder; it only
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -33,6 +34,9 @@ class PretextTask(nn.Module):
     name: ClassVar[str]
     family: ClassVar[str]  # predictive | contrastive | generative
     spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
+    # a method whose constructor takes ``**view_args`` passes them to this view recipe; its arguments then
+    # count as the method's hyperparameters (see methods.registry.method_parameters)
+    view_recipe: ClassVar[Callable[..., nn.Module] | None] = None
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

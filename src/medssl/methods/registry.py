@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
+from typing import Any
+
+import yaml
+
 from medssl.errors import MedsslError
 from medssl.methods.base import PretextTask
 
 METHODS: dict[str, type[PretextTask]] = {}
+VIEW_INTERNAL = ("size",)  # view-recipe arguments a method sets itself, never a user
 
 
 def register(cls: type[PretextTask]) -> type[PretextTask]:
@@ -37,3 +45,105 @@ def list_methods() -> list[tuple[str, str, tuple[int, ...]]]:
     import medssl.methods.all  # noqa: F401
 
     return sorted((c.name, c.family, c.spatial_dims) for c in METHODS.values())
+
+
+def method_parameters(cls: type[PretextTask]) -> dict[str, tuple[Any, Any]]:
+    """A method's hyperparameters, name -> (type, default): its constructor's keyword arguments after the
+    encoder, and, for methods taking ``**view_args``, those of its view recipe (``cls.view_recipe``)."""
+    params: dict[str, tuple[Any, Any]] = {}
+    sources = [cls.__init__]
+    signature = inspect.signature(cls.__init__)
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()) and cls.view_recipe is not None:
+        sources.append(cls.view_recipe)
+    for function in sources:
+        hints = typing.get_type_hints(function)
+        for name, p in inspect.signature(function).parameters.items():
+            if name in ("self", "encoder", *VIEW_INTERNAL) or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            params[name] = (hints.get(name, type(p.default)), p.default)
+    return params
+
+
+def method_kwargs(task_classes: list[tuple[type[PretextTask], float]], args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Constructor keyword arguments for each task from ``args`` (``key`` for every task that takes it,
+    ``method.key`` for one task of a combination), coerced to the annotated types; one-line errors."""
+    kwargs: list[dict[str, Any]] = [{} for _ in task_classes]
+    names = [cls.name for cls, _ in task_classes]
+    for key, value in args.items():
+        target, _, arg = str(key).rpartition(".")
+        if target and target not in names:
+            raise MedsslError(f"method argument '{key}' names method '{target}', which is not in {'+'.join(names)}")
+        taken = False
+        for (cls, _), chosen in zip(task_classes, kwargs, strict=True):
+            params = method_parameters(cls)
+            if (target and target != cls.name) or arg not in params:
+                continue
+            chosen[arg] = coerce(value, params[arg][0], f"{cls.name} argument '{arg}'")
+            taken = True
+        if not taken:
+            valid = "; ".join(f"{cls.name}: {', '.join(sorted(method_parameters(cls))) or '(none)'}"
+                              for cls, _ in task_classes if not target or cls.name == target)
+            raise MedsslError(f"unknown method argument '{arg}' ({valid})")
+    return kwargs
+
+
+def recorded_method_args(task_classes: list[tuple[type[PretextTask], float]], args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` validated and coerced, as plain YAML/JSON values (tuples as lists) for config.yaml and the study DB."""
+    kwargs = method_kwargs(task_classes, args)
+    recorded = {}
+    for key in args:
+        target, _, arg = str(key).rpartition(".")
+        value = next(k[arg] for (cls, _), k in zip(task_classes, kwargs, strict=True)
+                     if arg in k and (not target or target == cls.name))
+        recorded[str(key)] = list(value) if isinstance(value, tuple) else value
+    return recorded
+
+
+def coerce(value: Any, hint: Any, what: str) -> Any:
+    """``value`` (a YAML scalar or list, or text) as the annotated type: int, float, bool, str, tuples, optionals."""
+    if isinstance(value, str) and hint is not str:
+        try:
+            value = yaml.safe_load(value)  # "0.2" -> 0.2, "[0.1, 1.0]" -> [0.1, 1.0], "true" -> True
+        except yaml.YAMLError:
+            raise MedsslError(f"{what}: cannot read {value!r}") from None
+    origin, members = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in members:
+            return None
+        for member in members:
+            if member is not type(None):
+                try:
+                    return coerce(value, member, what)
+                except MedsslError:
+                    continue
+        raise MedsslError(f"{what} must be {_describe(hint)}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(members):
+            raise MedsslError(f"{what} must be {len(members)} values in brackets, e.g. [0.2, 1.0]; got {value!r}")
+        return tuple(coerce(v, m, what) for v, m in zip(value, members, strict=True))
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint in (int, float) and isinstance(value, int | float) and not isinstance(value, bool):
+        if hint is int and value != int(value):
+            raise MedsslError(f"{what} must be a whole number, got {value!r}")
+        return hint(value)
+    if hint is str and value is not None:
+        return str(value)
+    raise MedsslError(f"{what} must be {_describe(hint)}, got {value!r}")
+
+
+def _describe(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint)
+
+
+def resolved_method_args(method: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter of ``method`` with its value in a run (defaults, then ``args``), as plain values;
+    ``name.key`` for combinations."""
+    task_classes = parse_method(method)
+    resolved = {}
+    for (cls, _), given in zip(task_classes, method_kwargs(task_classes, args), strict=True):
+        prefix = f"{cls.name}." if len(task_classes) > 1 else ""
+        for key, (_, default) in method_parameters(cls).items():
+            value = given.get(key, default)
+            resolved[prefix + key] = list(value) if isinstance(value, tuple) else value
+    return resolved

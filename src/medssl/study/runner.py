@@ -63,6 +63,8 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
     def pretrain_cell(upstream: str, method: str, backbone_name: str, width: float, seed: int, on_crops: bool) -> str:
         config = {"data": upstream, "method": method, "backbone": backbone_name, "width": width, "seed": seed,
                   **common, **pre_settings}
+        if spec.method_args.get(method):  # only when given: cells of studies without method_args keep their keys
+            config["method_args"] = spec.method_args[method]
         if on_crops:  # pre-train on crops of the segmentation images (no mask is read into the pool)
             config["crops"] = {"n": spec.pretrain.get("crops", DEFAULT_CROPS),
                                "patch": spec.finetune.get("patch_size", SegmentConfig.patch_size), **spec.masks}

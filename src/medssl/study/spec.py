@@ -82,12 +82,13 @@ class StudySpec:
     task: str = "classify"
     label_counts: list[int] | None = None  # segmentation: labelled images per run (instead of fractions)
     masks: dict = field(default_factory=dict)  # segmentation: how mask folders are read (MASK_KEYS)
+    method_args: dict = field(default_factory=dict)  # method -> its hyperparameters (PretrainConfig.method_args)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["backbones"] = [asdict(b) for b in self.backbones]
         # fields at their defaults are left out, so specs written before they existed keep their hash
-        for key, default in (("task", "classify"), ("label_counts", None), ("masks", {})):
+        for key, default in (("task", "classify"), ("label_counts", None), ("masks", {}), ("method_args", {})):
             if data[key] == default:
                 del data[key]
         if self.label_counts:  # the labels axis is the counts; the fractions are unused
@@ -116,6 +117,7 @@ class StudySpec:
         for method in self.methods:
             if method != SCRATCH:
                 parse_method(method)
+        self._validate_method_args()
         for fraction in self.label_fractions:
             if not 0.0 < fraction <= 1.0:
                 raise MedsslError(f"study '{self.name}': label fraction must lie in (0, 1], got {fraction}")
@@ -154,6 +156,17 @@ class StudySpec:
             for point in points:
                 FinetuneConfig(data="", out="", **{**self.run, **shared, **overrides,
                                                    **point_overrides(point)}).validate()
+
+    def _validate_method_args(self) -> None:
+        from medssl.methods.registry import parse_method, recorded_method_args
+
+        for method, args in self.method_args.items():
+            if method not in self.methods or method == SCRATCH:
+                raise MedsslError(f"study '{self.name}': method_args for '{method}', which is not among the "
+                                  f"pre-trained methods ({', '.join(m for m in self.methods if m != SCRATCH)})")
+            if not isinstance(args, dict):
+                raise MedsslError(f"study '{self.name}': method_args of '{method}' must be a mapping of KEY: VALUE")
+            self.method_args[method] = recorded_method_args(parse_method(method), args)
 
     def _validate_task(self) -> None:
         def refuse(problem: str) -> None:
@@ -228,6 +241,13 @@ def _backbone(value: object) -> Backbone:
     raise MedsslError(f"backbone must be NAME, NAMExWIDTH or {{name, width}}, got {value!r}")
 
 
+def _method_args(raw: dict) -> dict:
+    value = raw.get("method_args") or {}
+    if not isinstance(value, dict):
+        raise MedsslError("'method_args' must be a mapping of method -> {KEY: VALUE}")
+    return {str(method).strip().lower(): args for method, args in value.items()}
+
+
 def _settings(raw: dict, key: str, allowed: tuple[str, ...]) -> dict:
     value = raw.get(key) or {}
     if not isinstance(value, dict):
@@ -239,7 +259,7 @@ def _settings(raw: dict, key: str, allowed: tuple[str, ...]) -> dict:
 
 
 TOP_KEYS = ("name", "task", "datasets", "upstream", "methods", "backbones", "label_fractions", "label_counts",
-            "imbalance_ratios", "policies", "seeds", "size", "pretrain", "finetune", "masks", "run")
+            "imbalance_ratios", "policies", "seeds", "size", "pretrain", "finetune", "masks", "run", "method_args")
 
 
 def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None = None) -> StudySpec:
@@ -278,6 +298,7 @@ def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None
         task=str(raw.get("task", "classify")),
         label_counts=None if raw.get("label_counts") is None else _list(raw, "label_counts"),
         masks=_settings(raw, "masks", MASK_KEYS),
+        method_args=_method_args(raw),
     )
     try:
         spec.validate()

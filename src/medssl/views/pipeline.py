@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
 import torch
@@ -50,21 +50,24 @@ def _describe(op: View) -> str:
 
 
 def contrastive_view(crop_scale: tuple[float, float] = (0.4, 1.0), rotate_degrees: float = 10.0,
-                     blur_sigma: tuple[float, float] = (0.1, 1.0), blur_p: float = 0.3) -> ViewPipeline:
+                     blur_sigma: tuple[float, float] = (0.1, 1.0), blur_p: float = 0.3,
+                     noise_std: tuple[float, float] = (0.0, 0.05), noise_p: float = 0.5,
+                     size: Sequence[int] | None = None) -> ViewPipeline:
     """Strong view for contrastive / joint-embedding methods on grey 2D or 3D images.
 
     Random resized crop with small rotations per plane and random flips, then contrast/brightness, gamma,
     blur and noise in place of the colour jitter used for photographs. Blur is kept mild and rare on
     purpose: margins, spicules and fine texture carry the diagnosis in medical images, and a view recipe
-    that erases them teaches the encoder to ignore them.
+    that erases them teaches the encoder to ignore them. ``size`` resamples every crop to that spatial size
+    (multi-crop's small local views); by default crops keep the input's size.
     """
     return ViewPipeline(
         [
-            partial(random_resized_crop, scale=crop_scale, rotate_degrees=rotate_degrees, flip=True),
+            partial(random_resized_crop, scale=crop_scale, rotate_degrees=rotate_degrees, flip=True, size=size),
             partial(random_contrast, scale=(0.7, 1.3), shift=(-0.1, 0.1), p=0.8),
             partial(random_gamma, gamma=(0.7, 1.5), p=0.5),
             partial(gaussian_blur, sigma=blur_sigma, p=blur_p),
-            partial(gaussian_noise, std=(0.0, 0.05), p=0.5),
+            partial(gaussian_noise, std=noise_std, p=noise_p),
         ]
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules import BarlowTwinsProjectionHead
@@ -20,11 +22,12 @@ class BarlowTwins(PretextTask):
 
     name = "barlow"
     family = "contrastive"
+    view_recipe = contrastive_view
 
     def __init__(self, encoder: Encoder, projection_dim: int = 128, hidden_dim: int = 256,
-                 lambda_param: float = 0.005) -> None:
+                 lambda_param: float = 0.005, **view_args: Any) -> None:
         super().__init__(encoder)
-        self.view = contrastive_view()
+        self.view = contrastive_view(**view_args)
         self.head = BarlowTwinsProjectionHead(encoder.feature_dim, hidden_dim, projection_dim)
         self.criterion = BarlowTwinsLoss(lambda_param=lambda_param, gather_distributed=True)
 

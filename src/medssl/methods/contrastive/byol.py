@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
@@ -23,12 +24,13 @@ class BYOL(MomentumTask):
 
     name = "byol"
     family = "contrastive"
+    view_recipe = contrastive_view
 
     def __init__(self, encoder: Encoder, momentum: float = 0.99, projection_dim: int = 128,
-                 hidden_dim: int = 256) -> None:
+                 hidden_dim: int = 256, **view_args: Any) -> None:
         super().__init__(encoder)
         self.momentum = momentum
-        self.view = contrastive_view()
+        self.view = contrastive_view(**view_args)
         self.projection = BYOLProjectionHead(encoder.feature_dim, hidden_dim, projection_dim)
         self.prediction = BYOLPredictionHead(projection_dim, hidden_dim, projection_dim)
         # the target network: EMA copies, never in the optimizer; submodules so they move with .to()

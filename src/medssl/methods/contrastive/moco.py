@@ -9,6 +9,7 @@ follow the lightly MoCo v2 recipe.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,13 +41,14 @@ class MoCo(MomentumTask):
 
     name = "moco"
     family = "contrastive"
+    view_recipe = contrastive_view
 
     def __init__(self, encoder: Encoder, temperature: float = 0.2, queue_size: int = 256,
-                 momentum: float = 0.99, projection_dim: int = 128) -> None:
+                 momentum: float = 0.99, projection_dim: int = 128, **view_args: Any) -> None:
         super().__init__(encoder)
         self.temperature = temperature
         self.momentum = momentum
-        self.view = contrastive_view()
+        self.view = contrastive_view(**view_args)
         self.projection = MoCoProjectionHead(encoder.feature_dim, encoder.feature_dim, projection_dim)
         self.key_encoder = copy.deepcopy(encoder)
         self.key_projection = copy.deepcopy(self.projection)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
@@ -17,10 +19,11 @@ from medssl.views import contrastive_view
 class SimCLR(PretextTask):
     name = "simclr"
     family = "contrastive"
+    view_recipe = contrastive_view
 
-    def __init__(self, encoder: Encoder, temperature: float = 0.2, projection_dim: int = 128) -> None:
+    def __init__(self, encoder: Encoder, temperature: float = 0.2, projection_dim: int = 128, **view_args: Any) -> None:
         super().__init__(encoder)
-        self.view = contrastive_view()
+        self.view = contrastive_view(**view_args)
         self.head = SimCLRProjectionHead(encoder.feature_dim, encoder.feature_dim, projection_dim)
         # gather_distributed: under DDP the negatives of every rank count, as in the paper's global batch
         self.criterion = NTXentLoss(temperature=temperature, gather_distributed=True)

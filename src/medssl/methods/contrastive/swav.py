@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from lightly.loss import SwaVLoss
@@ -21,11 +23,13 @@ class SwAV(PretextTask):
 
     name = "swav"
     family = "contrastive"
+    view_recipe = contrastive_view
 
     def __init__(self, encoder: Encoder, temperature: float = 0.1, num_prototypes: int = 16,
-                 projection_dim: int = 128, hidden_dim: int = 256, sinkhorn_epsilon: float = 0.05) -> None:
+                 projection_dim: int = 128, hidden_dim: int = 256, sinkhorn_epsilon: float = 0.05,
+                 **view_args: Any) -> None:
         super().__init__(encoder)
-        self.view = contrastive_view()
+        self.view = contrastive_view(**view_args)
         self.head = SwaVProjectionHead(encoder.feature_dim, hidden_dim, projection_dim)
         self.prototypes = SwaVPrototypes(projection_dim, num_prototypes)
         self.criterion = SwaVLoss(temperature=temperature, sinkhorn_epsilon=sinkhorn_epsilon,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
@@ -19,12 +21,13 @@ class VICReg(PretextTask):
 
     name = "vicreg"
     family = "contrastive"
+    view_recipe = contrastive_view
 
     def __init__(self, encoder: Encoder, projection_dim: int = 128, hidden_dim: int = 256,
                  lambda_param: float = 25.0, mu_param: float = 25.0, nu_param: float = 1.0,
-                 num_layers: int = 3) -> None:
+                 num_layers: int = 3, **view_args: Any) -> None:
         super().__init__(encoder)
-        self.view = contrastive_view()
+        self.view = contrastive_view(**view_args)
         self.head = VICRegProjectionHead(encoder.feature_dim, hidden_dim, projection_dim, num_layers)
         self.criterion = VICRegLoss(lambda_param=lambda_param, mu_param=mu_param, nu_param=nu_param,
                                     gather_distributed=True)

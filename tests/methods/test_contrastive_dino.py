@@ -1,0 +1,139 @@
+"""DINO: multi-crop views, EMA teacher, centre update (one process and DDP), teacher temperature, collapse monitor."""
+
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from lightly.loss import DINOLoss
+
+from medssl.errors import MedsslError
+from medssl.methods.contrastive.dino import DINO, collapse_monitor
+from medssl.methods.registry import list_methods
+from medssl.models.encoder import BackboneSpec, Encoder
+
+
+def _make(spatial_dims: int = 2, **kwargs) -> tuple[Encoder, DINO]:
+    torch.manual_seed(0)
+    encoder = Encoder(BackboneSpec("resnet10", spatial_dims, 1, width=0.125))
+    return encoder, DINO(encoder, output_dim=64, hidden_dim=32, bottleneck_dim=16, **kwargs)
+
+
+def test_registered_as_contrastive_in_2d_and_3d():
+    assert ("dino", "contrastive", (2, 3)) in list_methods()
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_student_sees_global_and_local_crops_teacher_only_global_ones(spatial_dims):
+    encoder, task = _make(spatial_dims, n_local_crops=3)
+    seen = {"student": [], "teacher": []}
+    encoder.net.conv1.register_forward_pre_hook(lambda m, a: seen["student"].append(tuple(a[0].shape)))
+    task.teacher_encoder.net.conv1.register_forward_pre_hook(lambda m, a: seen["teacher"].append(tuple(a[0].shape)))
+    x = torch.rand(4, 1, *([16] * spatial_dims))
+    out = task(encoder, x)
+    assert seen["student"] == [(8, 1, *([16] * spatial_dims)), (12, 1, *([8] * spatial_dims))]
+    assert seen["teacher"] == [(8, 1, *([16] * spatial_dims))]
+    assert out.loss.shape == () and torch.isfinite(out.loss)
+    assert out.features.shape == (4, encoder.feature_dim)
+    out.loss.backward()
+    assert all(p.grad is not None for p in encoder.parameters())
+    assert all(p.grad is None for p in [*task.teacher_encoder.parameters(), *task.teacher_head.parameters()])
+
+
+def test_teacher_is_the_ema_of_the_student_encoder_and_head():
+    encoder, task = _make(momentum=0.9)
+    teacher = [*task.teacher_encoder.parameters(), *task.teacher_head.parameters()]
+    assert all(not p.requires_grad for p in teacher)
+    old = [p.detach().clone() for p in teacher]
+    params = [p for p in [*encoder.parameters(), *task.parameters()] if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.5)
+    task(encoder, torch.rand(4, 1, 16, 16)).loss.backward()
+    optimizer.step()
+    online = [p.detach().clone() for p in [*encoder.parameters(), *task.head.parameters()]]
+    task.on_step_end(encoder, 0.25)
+    m = 1.0 - (1.0 - 0.9) * (1.0 + math.cos(math.pi * 0.25)) / 2.0
+    for p, o, q in zip(teacher, old, online, strict=True):
+        assert torch.allclose(p, m * o + (1 - m) * q, atol=1e-6)
+    assert any(not torch.equal(p, o) for p, o in zip(teacher, old, strict=True))
+
+
+def test_centre_moves_towards_the_teacher_mean_in_training_only():
+    encoder, task = _make(center_momentum=0.8)
+    x = torch.rand(4, 1, 16, 16)
+    task.eval()
+    task(encoder, x)
+    assert torch.equal(task.criterion.center, torch.zeros_like(task.criterion.center))
+    task.train()
+    teacher_out = []
+    task.teacher_head.register_forward_hook(lambda m, a, out: teacher_out.append(out.detach()))
+    task(encoder, x)
+    expected = 0.2 * teacher_out[0].mean(0)
+    assert torch.allclose(task.criterion.center.flatten(), expected, atol=1e-6)
+
+
+def test_teacher_temperature_warms_up_with_progress_and_resumes_from_the_state_dict():
+    encoder, task = _make(warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_fraction=0.5)
+    assert task.current_teacher_temp() == pytest.approx(0.04)
+    task.on_step_end(encoder, 0.25)
+    assert task.current_teacher_temp() == pytest.approx(0.055)
+    _, restored = _make(warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_fraction=0.5)
+    restored.load_state_dict(task.state_dict())
+    assert restored.current_teacher_temp() == pytest.approx(0.055)
+    task.on_step_end(encoder, 0.9)
+    assert task.current_teacher_temp() == pytest.approx(0.07)
+
+
+def test_collapse_monitor_tells_healthy_from_collapsed_outputs():
+    k = 8
+    distinct = 10.0 * torch.eye(k)  # each image sharply on its own prototype: healthy
+    same = 10.0 * torch.eye(k)[[0] * k]  # every image on prototype 0: collapse onto one prototype
+    uniform = torch.zeros(k, k)  # collapse to the uniform distribution
+    zero = torch.zeros(k)
+    healthy = collapse_monitor(distinct, zero, 0.1)
+    assert healthy["teacher_entropy"] < 0.01 and healthy["teacher_batch_entropy"] == pytest.approx(math.log(k))
+    one = collapse_monitor(same, zero, 0.1)
+    assert one["teacher_entropy"] < 0.01 and one["teacher_batch_entropy"] < 0.01
+    flat = collapse_monitor(uniform, zero, 0.1)
+    assert flat["teacher_entropy"] == pytest.approx(math.log(k)) and flat["teacher_batch_entropy"] == pytest.approx(
+        math.log(k))
+
+
+def test_bad_multi_crop_arguments_are_a_user_error():
+    with pytest.raises(MedsslError, match="local_crop_fraction"):
+        _make(local_crop_fraction=0.0)
+
+
+def _dino_rank(rank: int, world: int, port: int, teacher: list, student: list, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    part = slice(rank * 4, (rank + 1) * 4)
+    criterion = DINOLoss(16, center_momentum=0.5)
+    loss = criterion([t[part] for t in teacher], [s[part] for s in student]).detach().reshape(1)
+    dist.all_reduce(loss)  # DDP averages the ranks' gradients, i.e. optimises the mean loss
+    if rank == 0:
+        torch.save({"loss": loss / world, "center": criterion.center}, out)
+    else:
+        torch.save({"center": criterion.center}, out + ".1")
+    dist.destroy_process_group()
+
+
+def test_ddp_centre_is_the_global_batch_mean_and_loss_the_single_process_value(tmp_path):
+    torch.manual_seed(0)
+    teacher = [torch.randn(8, 16) for _ in range(2)]
+    student = [torch.randn(8, 16) for _ in range(4)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "dino.pt")
+    mp.start_processes(_dino_rank, args=(2, port, teacher, student, out), nprocs=2, join=True, start_method="fork")
+    single = DINOLoss(16, center_momentum=0.5)
+    loss = single(teacher, student)
+    rank0, rank1 = torch.load(out, weights_only=True), torch.load(out + ".1", weights_only=True)
+    assert rank0["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
+    # every rank's centre moved towards the mean of the whole (global) batch, not its own half
+    assert torch.allclose(rank0["center"], single.center, atol=1e-6)
+    assert torch.allclose(rank1["center"], single.center, atol=1e-6)
