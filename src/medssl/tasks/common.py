@@ -10,6 +10,7 @@ from medssl.config import CommonConfig
 from medssl.data.dataset import ImageData
 from medssl.errors import MedsslError
 from medssl.models.encoder import Encoder
+from medssl.models.init import init_scheme, load_init
 from medssl.models.package import is_package, load_package_encoder
 from medssl.runio import is_complete, load_state, run_backbone_spec
 
@@ -28,7 +29,10 @@ def execution_options(config: CommonConfig) -> dict:
 
 
 def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
-    """Encoder from a finished pre-training run dir or a model package, checked against the data it will see."""
+    """Encoder from a finished pre-training run dir, a model package or a baseline initialisation
+    (``imagenet:PATH``, ``medicalnet:PATH``, ``package:DIR``), checked against the data it will see."""
+    if init_scheme(checkpoint):
+        return load_init(str(checkpoint), data.spatial_dims, data.channels)
     run_dir = Path(checkpoint)
     if not run_dir.is_dir():
         raise MedsslError(f"checkpoint directory not found: {run_dir}")
