@@ -176,14 +176,15 @@ class StudySpec:
             self.method_args[method] = recorded_method_args(parse_method(method), args)
 
     def _validate_inits(self) -> None:
+        unknown = [m for m in self.inits if m not in BASELINES]
+        if unknown:
+            raise MedsslError(f"study '{self.name}': 'inits' names '{unknown[0]}'; baselines are "
+                              f"{', '.join(BASELINES)}")
         for method in self.methods:
             if method in BASELINES and method not in self.inits:
                 raise MedsslError(f"study '{self.name}': method '{method}' needs its weights file under "
                                   f"'inits' (inits: {{{method}: PATH}}); medssl downloads nothing")
         for method, path in self.inits.items():
-            if method not in BASELINES:
-                raise MedsslError(f"study '{self.name}': 'inits' names '{method}'; baselines are "
-                                  f"{', '.join(BASELINES)}")
             if not Path(str(path)).is_file():
                 raise MedsslError(f"study '{self.name}': {method} weights file not found: {path}")
             if method in self.methods:  # a baseline arm must have the architecture the other arms train
