@@ -21,7 +21,7 @@ COMPLETE_MARKER = "metrics.json"  # written last, atomically
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # the full training state a run resumes from
 # config fields that say how a run executes, not what it computes: a resumed run may change them
 EXECUTION_FIELDS = frozenset({"out", "overwrite", "resume", "accelerator", "devices", "num_nodes", "strategy",
-                              "num_workers", "checkpoint_every_n_steps", "deterministic", "memory_limit_gb",
+                              "num_workers", "checkpoint_every_n_steps", "deterministic", "memory_limit_gb", "loggers",
                               # medssl.memory's plan: a resumed run keeps its micro-batch; the figures vary
                               "micro_batch", "accumulate_grad_batches", "memory_estimate_gb", "memory_available_gb",
                               "memory_source"})

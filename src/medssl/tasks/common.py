@@ -25,7 +25,15 @@ def execution_options(config: CommonConfig) -> dict:
     """The Trainer options that say where and how a run executes."""
     return {"accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes,
             "strategy": config.strategy, "sync_batchnorm": config.sync_batchnorm,
-            "deterministic": config.deterministic, "precision": config.precision}
+            "deterministic": config.deterministic, "precision": config.precision, "loggers": config.loggers,
+            "run_name": Path(config.out).name, "tags": run_tags(config)}
+
+
+def run_tags(config: CommonConfig) -> dict[str, str]:
+    """What a tracker shows about a run: its data, seed and, where the config has them, method, backbone and
+    starting checkpoint."""
+    fields = ("data", "seed", "method", "backbone", "width", "checkpoint", "label_fraction")
+    return {name: str(getattr(config, name)) for name in fields if getattr(config, name, None) is not None}
 
 
 def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
