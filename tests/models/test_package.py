@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +40,8 @@ def test_the_model_cards_snippet_loads_the_weights_into_a_plain_monai_network(pa
     card = (package / "README.md").read_text()
     snippet = re.search(re.escape(SNIPPET_MARKER) + r"\n```python\n(.*?)```", card, re.S).group(1)
     assert len(snippet.strip().splitlines()) == 3
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"```python\n{snippet}```" in readme  # the project README documents this very snippet
     monkeypatch.chdir(package)  # the snippet names the package as '.', as a user inside it would
     namespace: dict = {}
     exec(snippet, namespace)

@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
 from monai.networks.nets.resnet import get_medicalnet_pretrained_resnet_args
 from torch import Tensor
 
 from medssl.errors import MedsslError
 from medssl.models.encoder import ARCHITECTURES, BackboneSpec, Encoder
 from medssl.models.package import load_package_encoder
+from medssl.runio import load_state
 
 SCHEMES = ("imagenet", "medicalnet", "package")
 # weights of heads the encoder does not have: torchvision's classifier, MedicalNet's segmentation head
@@ -43,7 +43,7 @@ def load_init(source: str, spatial_dims: int, channels: int) -> Encoder:
         if not Path(path).is_dir():
             raise MedsslError(f"model package directory not found: {path}")
         return load_package_encoder(path, spatial_dims, channels)
-    state = _read(Path(path), scheme)
+    state = load_state(Path(path), scheme, unwrap=True)
     if scheme == "imagenet":
         if spatial_dims != 2:
             raise MedsslError(f"ImageNet weights are 2D but the data is {spatial_dims}D (medicalnet: is 3D)")
@@ -59,23 +59,9 @@ def load_init(source: str, spatial_dims: int, channels: int) -> Encoder:
 def init_backbone(source: str) -> tuple[str, float]:
     """(architecture, width) of the weights ``imagenet:PATH`` / ``medicalnet:PATH`` name, without building them."""
     scheme, _, path = source.partition(":")
-    state = _read(Path(path), scheme)
+    state = load_state(Path(path), scheme, unwrap=True)
     state = medicalnet_state(state, 1) if scheme == "medicalnet" else imagenet_state(state, 1)
     return architecture(state, path), state["conv1.weight"].shape[0] / 64
-
-
-def _read(path: Path, scheme: str) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MedsslError(f"{scheme} weights file not found: {path}") from None
-    except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise MedsslError(f"{path}: not a readable {scheme} weights file ({type(err).__name__})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]  # MedicalNet (and many training scripts) nest the weights
-    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
-        raise MedsslError(f"{path}: expected a state_dict of tensors")
-    return state
 
 
 def adapt_first_conv(weight: Tensor, channels: int) -> Tensor:
