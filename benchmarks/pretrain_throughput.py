@@ -9,8 +9,10 @@ transforms (lightly's ``SimCLRTransform`` on PIL images in 2D; MONAI array trans
 has none), a ``DataLoader`` with workers, two forward passes per step. Repetitions alternate between the
 two so that drifting machine load hits both alike. One JSON line per configuration: images/s of each (an
 image counts once, whatever its number of views), their ratio, and the achieved FLOP/s of medssl's step
-as a fraction of a measured matmul peak. On a GPU both sides use bf16 autocast and ResNet-50 at 224 px is
-added.
+as a fraction of two limits: the measured peak (the best of large GEMMs and of a large channels-last
+convolution, all threads) and, on a CPU, the theoretical FMA peak (cores x fp32 lanes x FMA units x 2 x
+clock, from /proc/cpuinfo; the FMA-unit count is an assumption the output states). On a GPU both sides
+use bf16 autocast and ResNet-50 at 224 px is added.
 """
 
 from __future__ import annotations
@@ -136,20 +138,99 @@ def flops_per_image(model: Pretrainer, images: np.ndarray, batch: int) -> float:
     return counter.get_total_flops() / batch
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    n = 4096 if device.type == "cuda" else 2048
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+def _best_seconds(work, repeats: int, device: torch.device) -> float:
+    """The fastest of ``repeats`` timed calls of ``work`` (after one warm-up call)."""
     best = float("inf")
-    for _ in range(5):
+    for i in range(repeats + 1):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for _ in range(10):
-            a @ b
+        work()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        best = min(best, (time.perf_counter() - start) / 10)
-    return 2 * n**3 / best
+        if i:  # the first call warms up (oneDNN / cuBLAS pick their kernels, pages are touched)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measured_peak(device: torch.device, dtype: torch.dtype) -> dict:
+    """Best FLOP/s of large GEMMs (several sizes, output preallocated) and of a large channels-last 3x3
+    convolution, with every thread torch uses: what this machine's BLAS and oneDNN actually reach."""
+    gemm = 0.0
+    for n in ((2048, 4096, 8192) if device.type == "cuda" else (1024, 2048, 4096)):
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        out = torch.empty(n, n, device=device, dtype=dtype)
+        seconds = _best_seconds(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), 3, device)
+        gemm = max(gemm, 2 * n**3 / seconds)
+    batch, channels, side = (64, 256, 56) if device.type == "cuda" else (16, 128, 56)
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device=device, dtype=dtype)
+    conv = conv.to(memory_format=torch.channels_last)
+    x = torch.randn(batch, channels, side, side, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        seconds = _best_seconds(lambda: conv(x), 3, device)
+    conv_flops = 2 * batch * channels * side * side * channels * 9 / seconds
+    return {"gemm_gflop_s": round(gemm / 1e9, 1), "conv_gflop_s": round(conv_flops / 1e9, 1),
+            "measured_peak_gflop_s": round(max(gemm, conv_flops) / 1e9, 1)}
+
+
+def _cpuinfo() -> dict[str, str]:
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor is enough
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
+def _clock_ghz(info: dict[str, str]) -> tuple[float | None, str]:
+    """The highest clock the machine reports: cpufreq's maximum, else /proc/cpuinfo's 'cpu MHz'."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as freq:
+            return int(freq.read()) / 1e6, "cpufreq cpuinfo_max_freq"
+    except (OSError, ValueError):
+        pass
+    if "cpu MHz" in info:
+        return float(info["cpu MHz"]) / 1e3, "/proc/cpuinfo 'cpu MHz' (no cpufreq: a boost clock may be higher)"
+    return None, "unknown"
+
+
+def fma_peak(threads: int) -> dict:
+    """Theoretical fp32 peak of the cores this run uses: cores x vector lanes x FMA units x 2 FLOP x clock,
+    from what the machine reports. The FMA unit count is not reported; the assumption is stated."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    vendor, family = info.get("vendor_id", ""), int(info.get("cpu family", "0") or 0)
+    if "avx512f" in flags:
+        lanes = 16
+        if vendor == "AuthenticAMD" and family == 25:  # Zen 4 splits 512-bit ops over two 256-bit FMA pipes
+            units, why = 1, "AMD Zen 4: AVX-512 runs on two 256-bit FMA pipes = one 512-bit FMA per cycle"
+        else:
+            units, why = 2, "assumed 2 AVX-512 FMA units per core (server cores; some have 1: then half this)"
+    elif "avx2" in flags and "fma" in flags:
+        lanes, units, why = 8, 2, "assumed 2 AVX2 FMA units per core (Haswell and later, Zen 2 and later)"
+    else:
+        lanes, units, why = 4, 1, "no FMA/AVX2 flags: 4 lanes, 1 unit assumed"
+    ghz, clock_source = _clock_ghz(info)
+    peak = threads * lanes * units * 2 * ghz if ghz else None
+    return {"cpu": info.get("model name", "unknown"), "cores_used": threads, "fp32_lanes": lanes, "fma_units": units,
+            "clock_ghz": round(ghz, 3) if ghz else None, "clock_source": clock_source, "fma_assumption": why,
+            "fma_peak_gflop_s": round(peak, 1) if peak else None}
+
+
+def peaks(device: torch.device, dtype: torch.dtype) -> dict:
+    """The measured peak and, on a CPU, the theoretical FMA peak beside it, with the clock the measured
+    peak implies (above the reported clock: the cores boost, or they have more FMA units than assumed)."""
+    measured = measured_peak(device, dtype)
+    if device.type == "cuda":
+        return {**measured, "fma_peak_gflop_s": None, "device": torch.cuda.get_device_name()}
+    theory = fma_peak(torch.get_num_threads())
+    flop_per_cycle = theory["cores_used"] * theory["fp32_lanes"] * theory["fma_units"] * 2
+    return {**measured, **theory, "implied_clock_ghz": round(measured["measured_peak_gflop_s"] / flop_per_cycle, 3)}
 
 
 def run(name: str, reps: int, steps: int, stem: str, workers: int, channels_last: bool = True) -> dict:
@@ -176,7 +257,8 @@ def run(name: str, reps: int, steps: int, stem: str, workers: int, channels_last
     medssl_img_s, reference_img_s = statistics.median(ours), statistics.median(theirs)
     model.to(device)
     flops = flops_per_image(model, images, batch)
-    peak = matmul_peak(device, torch.bfloat16 if gpu else torch.float32)
+    limits = peaks(device, torch.bfloat16 if gpu else torch.float32)
+    achieved = flops * medssl_img_s / 1e9
     return {
         "config": name, "device": torch.cuda.get_device_name() if gpu else f"cpu x{torch.get_num_threads()} threads",
         "backbone": backbone, "stem": stem, "medssl_channels_last": channels_last, "batch": batch,
@@ -185,8 +267,10 @@ def run(name: str, reps: int, steps: int, stem: str, workers: int, channels_last
         "reference_img_s": round(reference_img_s, 2),
         "ratio": round(medssl_img_s / reference_img_s, 3), "medssl_runs": [round(r, 2) for r in ours],
         "reference_runs": [round(r, 2) for r in theirs], "gflop_per_image": round(flops / 1e9, 3),
-        "achieved_gflop_s": round(flops * medssl_img_s / 1e9, 1), "matmul_peak_gflop_s": round(peak / 1e9, 1),
-        "peak_fraction": round(flops * medssl_img_s / peak, 3),
+        "achieved_gflop_s": round(achieved, 1),
+        "fraction_of_measured_peak": round(achieved / limits["measured_peak_gflop_s"], 3),
+        "fraction_of_fma_peak": round(achieved / limits["fma_peak_gflop_s"], 3) if limits["fma_peak_gflop_s"] else None,
+        **limits,
     }
 
 
@@ -201,7 +285,12 @@ def main() -> None:
                         help="reference DataLoader workers (lightly's examples use 8; capped at the core count)")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="medssl side: channels-first, as with `medssl pretrain --no-channels-last`")
+    parser.add_argument("--peaks-only", action="store_true", help="print only the measured and theoretical peaks")
     args = parser.parse_args()
+    if args.peaks_only:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        print(json.dumps(peaks(device, torch.bfloat16 if device.type == "cuda" else torch.float32)))
+        return
     quiet_lightning()
     configs = args.configs.split(",")
     if torch.cuda.is_available() and "2d224" not in configs:

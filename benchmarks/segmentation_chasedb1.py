@@ -29,7 +29,7 @@ import torch
 from medssl.api import pretrain
 from medssl.config import PretrainConfig, SegmentConfig
 from medssl.data.masks import load_seg_data, random_patches
-from medssl.finetune.segmentation_run import finetune_segmentation
+from medssl.tasks.segment.run import finetune_segmentation
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chasedb1"
 PATCH = 96

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from medssl.data.dataset import SPLITS
+from medssl.data.preprocess import Preprocessing
+from medssl.data.sampling import Sampling
 from medssl.errors import MedsslError
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
@@ -33,6 +35,10 @@ class CommonConfig:
     weight_decay: float = 1e-4
     size: int | None = None  # resize image folders to size^dims
     window: tuple[float, float] | None = None  # CT intensity window for image folders
+    spacing: tuple[float, ...] | None = None  # resample volumes to this voxel size (mm), after reorienting to RAS
+    intensity: str | None = None  # ct:LOW,HIGH | mr | range:LOW,HIGH (see data.preprocess)
+    patch: tuple[int, ...] | None = None  # train on random patches of this size (evaluate on centre crops)
+    slices: str | None = None  # axial | coronal | sagittal: train on 2D slices of volumes
     accelerator: str = "auto"
     devices: int = 1
     precision: str = "32-true"
@@ -69,11 +75,22 @@ class CommonConfig:
         if self.window is not None:
             _check(len(self.window) == 2 and self.window[0] < self.window[1],
                    f"window must be LOW,HIGH with LOW < HIGH, got {self.window}")
+        self.preprocessing()
+        self.sampling()
+
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(spacing=self.spacing, intensity=self.intensity)
+
+    def sampling(self) -> Sampling | None:
+        if self.patch is None and self.slices is None:
+            return None
+        return Sampling(patch=self.patch, slices=self.slices)
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        if self.window is not None:
-            data["window"] = list(self.window)
+        for key in ("window", "spacing", "patch"):
+            if data[key] is not None:
+                data[key] = list(data[key])
         return data
 
 
@@ -139,7 +156,7 @@ class FinetuneConfig(CommonConfig):
 
 @dataclass
 class SegmentConfig(CommonConfig):
-    """Segmentation fine-tuning (binary masks), 2D or 3D; see ``medssl.finetune.segmentation_run``."""
+    """Segmentation fine-tuning (binary masks), 2D or 3D; see ``medssl.tasks.segment.run``."""
 
     checkpoint: str = "scratch"
     transfer: str | None = None  # none | encoder | decoder | both; None: both if the run has a decoder
@@ -185,3 +202,5 @@ class SegmentConfig(CommonConfig):
         _check(self.threshold is None or 0.0 < self.threshold < 1.0,
                f"threshold must lie in (0, 1), got {self.threshold}")
         _check(self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}")
+        _check(self.patch is None and self.slices is None,
+               "segmentation samples its own foreground-aware patches: use --patch-size, not --patch/--slices")

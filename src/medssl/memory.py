@@ -66,10 +66,10 @@ def _read_int(path: Path) -> int | None:
 
 def _stat_value(path: Path, key: str) -> int:
     try:
-        for line in path.read_text().splitlines():
-            name, _, value = line.partition(" ")
-            if name == key and value.strip().isdigit():
-                return int(value)
+        for line in path.read_text().splitlines():  # "key value[ kB]" (memory.stat, /proc/meminfo, status)
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == key and fields[1].isdigit():
+                return int(fields[1])
     except OSError:
         pass
     return 0
@@ -237,6 +237,8 @@ def _measure_cuda(module: nn.Module, make_batch: Callable[[int], tuple], device:
                 start = torch.cuda.memory_allocated(device)
                 _train_step(module, make_batch(n), device, precision)
                 peaks.append(torch.cuda.max_memory_allocated(device) - start)
+    except torch.cuda.OutOfMemoryError as err:  # a RuntimeError: make it the MemoryError the planner expects
+        raise MemoryError(str(err).splitlines()[0]) from None
     finally:
         module.to(home)
         torch.cuda.empty_cache()

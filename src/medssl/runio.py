@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -60,6 +61,14 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_text(path: Path, text: str) -> None:
     _atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_npy(path: Path, array: Any) -> None:
+    """An array as a .npy file (memory-mappable with ``np.load(mmap_mode="r")``), atomically."""
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
+            np.save(file, array)
+    _atomic(path, save)
 
 
 def write_json(path: Path, data: Any) -> None:

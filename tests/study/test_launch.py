@@ -40,6 +40,10 @@ def test_local_workers_run_a_study_to_completion(tmp_path, monkeypatch, capsys):
     assert _rows(db, "SELECT status, COUNT(*), MAX(attempts) FROM cells GROUP BY status") == [("done", 3, 1)]
     assert len(list(runs.glob("*/*/*/metrics.json"))) == 3  # under the shared run root
     assert len(list((runs / "submitit").glob("*_log.out"))) == 2  # two worker jobs
+    assert main(["study", "launch", str(spec), "--db", str(db), "--runs", str(runs), "--executor", "local",
+                 "--workers", "2"]) == 0
+    assert "nothing to launch" in capsys.readouterr().out
+    assert len(list((runs / "submitit").glob("*_log.out"))) == 2  # no worker started for a finished study
 
 
 def _fake_slurm(folder: Path) -> Path:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
-import math
+import json
 import re
+import shutil
 import sqlite3
 from collections import defaultdict
 
@@ -13,8 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medssl.study.report import findings, write_report
-from medssl.study.stats import Comparison, Paired
+from medssl.study.inference import Difference, two_level
+from medssl.study.report import Context, build, findings, to_markdown, write_report
+from medssl.study.stats import AUC, Comparison, judge
+from medssl.study.store import Cell, Store
 
 
 @pytest.fixture(scope="module")
@@ -45,31 +48,55 @@ def test_report_numbers_match_the_database(report):
             "SELECT method, label_fraction, seed, test_auc, minority_recall FROM results WHERE kind='finetune'"):
         by_condition[(method, fraction)].append((seed, auc, recall))
     conn.close()
-    table = _md_table(markdown, "dataset", "auc_mean")
+    table = _md_table(markdown, "method", "AUC mean")
     assert len(table) == len(by_condition) == 4
     for row in table:
-        values = by_condition[(row["method"], float(row["label_fraction"]))]
-        assert int(row["n"]) == len(values) == 3
-        assert float(row["auc_mean"]) == pytest.approx(np.mean([v[1] for v in values]), abs=5e-5)
-        assert float(row["auc_sd"]) == pytest.approx(np.std([v[1] for v in values], ddof=1), abs=5e-5)
-        assert float(row["minority_recall_mean"]) == pytest.approx(np.mean([v[2] for v in values]), abs=5e-5)
-        low, high = (float(v) for v in row["auc_ci95"].strip("[]").split(","))
-        assert low - 5e-5 <= float(row["auc_mean"]) <= high + 5e-5
-    paired = _md_table(markdown, "dataset", "delta_auc")
+        fraction = float(row["setting"].split()[0]) / 100
+        values = by_condition[(row["method"], fraction)]
+        assert int(row["seeds"]) == len(values) == 3
+        assert float(row["AUC mean"]) == pytest.approx(np.mean([v[1] for v in values]), abs=5e-4)
+        assert float(row["AUC sd"]) == pytest.approx(np.std([v[1] for v in values], ddof=1), abs=5e-4)
+        assert float(row["minority recall mean"]) == pytest.approx(np.mean([v[2] for v in values]), abs=5e-4)
+        low, high = (float(v) for v in row["AUC 95 % CI"].strip("[]").split(","))
+        assert low - 5e-4 <= float(row["AUC mean"]) <= high + 5e-4
+    paired = _md_table(markdown, "method", "Δ AUC")
     assert [r["method"] for r in paired] == ["rotation", "rotation"]
     for row in paired:
-        fraction = float(row["label_fraction"])
+        fraction = float(row["setting"].split()[0]) / 100
         ssl = {s: a for s, a, _ in by_condition[("rotation", fraction)]}
         scratch = {s: a for s, a, _ in by_condition[("scratch", fraction)]}
-        assert float(row["delta_auc"]) == pytest.approx(np.mean([ssl[s] - scratch[s] for s in ssl]), abs=5e-5)
-        assert row["wins"] == f"{sum(ssl[s] > scratch[s] for s in ssl)}/3"
+        estimate, interval = row["Δ AUC [95 % CI]"].split(" ", 1)
+        assert float(estimate) == pytest.approx(np.mean([ssl[s] - scratch[s] for s in ssl]), abs=5e-4)
+        low, high = (float(v) for v in interval.strip(" ▲▼").strip("[]").split(","))
+        assert low <= float(estimate) <= high
+        assert row["verdict"] in ("better", "worse", "inconclusive") and row["Holm p"] != "–"
+        # the runs kept predictions.csv: test-set noise is in the interval, DeLong is computed per seed
+        assert row["CI covers"] == "seeds × test images" and row["DeLong p (median over seeds)"].endswith("< 0.05)")
+
+
+def test_the_report_opens_with_the_answer_and_the_protocol_box(report):
+    built, html, markdown, _ = report
+    assert html.index("Answer") < html.index("Protocol") < html.index("<h2>synthetic")
+    facts = dict(built.protocol)
+    assert "full validation split" in facts["selection data"]
+    assert "one pre-trained encoder per seed" in facts["encoders"]  # the tiny spec pre-trains per seed
+    assert facts["fine-tuning budget"].startswith("one recipe for every arm, no per-arm tuning (batch_size 16")
+    assert "split(s) train" in facts["pre-training data"] and "TEST" not in facts["pre-training data"]
+    assert "2 of 2 comparisons had per-sample test outcomes" in facts["intervals"]
+    assert "over the 2 comparisons of each metric" in facts["verdicts"] and "Holm" in facts["verdicts"]
+    assert built.answer and ("Pre-training helps" in built.answer[0] or "No pre-trained method" in built.answer[0])
+    assert any(line.startswith("Compute: rotation pre-training") for line in built.answer)
+    assert "## Failed or missing cells" in markdown and "none failed" in markdown
 
 
 def test_html_is_self_contained_and_every_plot_is_a_real_image(report):
     built, html, _, _ = report
     assert not re.search(r"""(src|href)=['"](?!data:)""", html)  # nothing to fetch
     pngs = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    assert len(pngs) == len(built.figures) >= 4
+    captions = [caption for caption, _ in built.figures]
+    assert len(pngs) == len(built.figures) == 2  # AUC vs labels, confusion matrices
+    assert captions[0].startswith("Test AUC vs label fraction") and "confusion" in captions[1]  # one policy and
+    # one imbalance ratio: no one-bar policy chart, no one-point recall-vs-ratio line
     for encoded in pngs:
         image = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))).convert("L"), dtype=np.float64)
         assert min(image.shape) > 150
@@ -78,23 +105,52 @@ def test_html_is_self_contained_and_every_plot_is_a_real_image(report):
         assert finding in html.replace("&#x27;", "'")
 
 
-def _comparison(diff: float, low: float, high: float, n: int = 5, fraction: float = 0.1) -> Comparison:
+def test_failed_cells_are_listed_with_their_error(finished_study, tmp_path):
+    _, db = finished_study
+    copy = tmp_path / "copy.db"
+    shutil.copy(db, copy)
+    store = Store(copy)
+    record = store.studies()[-1]
+    extra = Cell("finetune/x/broken", "finetune", None, {}, {}, str(tmp_path / "broken"), 999)
+    store.register(record["spec_hash"], record["name"], json.loads(record["spec"]), [extra])
+    cell = store.claim(record["spec_hash"], "w")
+    assert cell.key == extra.key
+    store.fail(cell.key, "w", "MedsslError: smallest reachable ratio is 2.71")
+    store.close()
+    built = build(copy)
+    assert built.failures == [(extra.key, "MedsslError: smallest reachable ratio is 2.71")]
+    markdown = to_markdown(built)
+    assert "- finetune/x/broken: MedsslError: smallest reachable ratio is 2.71" in markdown
+    assert "1 failed" in dict(built.protocol)["cells"]
+
+
+def _difference(per_seed: list[float]) -> Difference:
+    return two_level(np.array(per_seed))
+
+
+def _comparison(per_seed: list[float], fraction: float = 0.1) -> Comparison:
     condition = {"dataset": "d", "upstream": "d", "method": "simclr", "backbone": "r", "label_fraction": fraction,
-                 "imbalance_ratio": None, "policy": "default"}
-    auc = Paired(n, diff, low, high, 0.06, n)
-    return Comparison(condition, auc, Paired(n, 0.0, math.nan, math.nan, math.nan, 0))
+                 "label_count": None, "imbalance_ratio": None, "policy": "default"}
+    return Comparison(condition, {"AUC": _difference(per_seed)})
 
 
-def test_findings_claim_a_difference_only_when_the_interval_excludes_zero():
-    spec = {"policies": ["default"], "backbones": [{}], "datasets": ["d"]}
-    lines = findings([_comparison(0.01, -0.02, 0.04), _comparison(0.04, 0.01, 0.07)], spec)
-    assert lines[0] == "simclr beats scratch at 10 % labels by +0.040 AUC [+0.010, +0.070] " \
-                       "(5 paired seeds, Wilcoxon p = 0.06)."
-    assert "inconclusive" in lines[1] and "beats" not in lines[1]
-    worse = findings([_comparison(-0.05, -0.08, -0.02, fraction=1.0)], spec)
-    assert worse[0].startswith("simclr is worse than scratch at 100 % labels by -0.050 AUC")
-    few = findings([_comparison(0.2, 0.1, 0.3, n=2)], spec)
-    assert "too few for a verdict" in few[0]
+def test_findings_call_a_difference_only_when_it_survives_the_correction():
+    spec = {"policies": ["default"], "backbones": [{}], "datasets": ["d"], "imbalance_ratios": [None]}
+    clear = _comparison([0.05, 0.06, 0.055, 0.058, 0.052])
+    unclear = _comparison([0.03, -0.01, 0.04, 0.0, 0.01])
+    worse = _comparison([-0.05, -0.06, -0.055], fraction=1.0)
+    context = Context("holm", judge([clear, unclear, worse]))
+    lines = findings([unclear, clear, worse], spec, AUC, context)
+    d = clear.score
+    assert d.adjusted_p < 0.001
+    assert lines[0] == (f"simclr beats scratch at 10 % labels by +0.055 AUC (95 % CI [{d.low:+.3f}, {d.high:+.3f}], "
+                        "Holm p <0.001, 5 seeds).")
+    assert lines[1].startswith("simclr is worse than scratch at 100 % labels by -0.055 AUC")
+    assert "inconclusive" in lines[2] and "beats" not in lines[2]
+    assert "this design detects" in lines[2] and "seeds" in lines[2]  # the power statement
+    one = _comparison([0.2])
+    judge([one])
+    assert "too few for a verdict" in findings([one], spec, AUC, Context("holm", 0))[0]
 
 
 def test_plots_render_in_a_headless_browser(report, tmp_path):

@@ -153,26 +153,27 @@ def test_segmentation_report_uses_dice_and_labelled_images(seg_study, tmp_path):
     report = write_report(root / "results.db", tmp_path / "report.html")
     markdown = (tmp_path / "report.md").read_text()
     conditions, pairs = report.tables
-    assert conditions.columns[4] == "labels" and "dice_mean" in conditions.columns
-    assert "auc_mean" not in conditions.columns and "minority_recall_mean" not in conditions.columns
+    assert conditions.columns[2] == "setting" and "Dice mean" in conditions.columns
+    assert "AUC mean" not in conditions.columns and "minority recall mean" not in conditions.columns
     conn = sqlite3.connect(root / "results.db")
     dice = {}
     for method, count, value in conn.execute("SELECT method, label_count, test_dice FROM results "
                                              "WHERE kind='finetune'"):
         dice.setdefault((method, count), []).append(value)
     conn.close()
-    mean_col, hd95_col = conditions.columns.index("dice_mean"), conditions.columns.index("hd95_mean")
+    mean_col, hd95_col = conditions.columns.index("Dice mean"), conditions.columns.index("hd95 mean")
     for row in conditions.rows:
-        count = int(row[4].split()[0])
-        assert float(row[mean_col]) == pytest.approx(np.mean(dice[(row[2], count)]), abs=5e-5)
-        assert float(row[hd95_col]) >= 0 and {"iou_mean", "sensitivity_mean"} <= set(conditions.columns)
-        assert row[conditions.columns.index("transfer")] == ("none" if row[2] == "scratch" else "both")
-    assert [row[4] for row in pairs.rows] == ["2 labelled images", "4 labelled images"]
+        count = int(row[2].split()[0])
+        assert float(row[mean_col]) == pytest.approx(np.mean(dice[(row[0], count)]), abs=5e-4)
+        assert float(row[hd95_col]) >= 0 and {"iou mean", "sensitivity mean"} <= set(conditions.columns)
+        assert row[conditions.columns.index("transfer")] == ("none" if row[0] == "scratch" else "both")
+    assert [row[2] for row in pairs.rows] == ["2 labelled images", "4 labelled images"]
+    assert all(row[-1] == "seeds × test images" for row in pairs.rows)  # per-image Dice carries test noise
     assert all("Dice" in line and "AUC" not in line for line in report.findings)
     assert any("with 4 labelled images" in line for line in report.findings)
     captions = [caption for caption, _ in report.figures]
     assert captions[0].startswith("Test Dice vs labelled images") and not any("confusion" in c for c in captions)
-    assert "delta_dice" in markdown
+    assert "Δ Dice [95 % CI]" in markdown
 
 
 def test_a_3d_segmentation_study_runs_end_to_end(tmp_path):

@@ -13,8 +13,8 @@ from medssl.tasks.registry import get_task
 def register(sub: argparse._SubParsersAction) -> None:
     task = get_task("anomaly")
     p = sub.add_parser("anomaly", help=task.description)
-    add_run_options(p, batch_size=64)
-    p.set_defaults(backbone=None, width=None, batch_size=None)  # None: the task's defaults
+    add_run_options(p, batch_size="64")
+    p.set_defaults(backbone=None, width=None)  # None: the task's defaults
     p.add_argument("--checkpoint", required=True,
                    help="pre-training run directory, or 'scratch' (trains --method on the normal images)")
     add_task_options(p, task)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medssl.cli.args import Parser
 from medssl.errors import MedsslError
+
+if TYPE_CHECKING:
+    from medssl.study.spec import StudySpec
 
 DB_HELP = "study database: a SQLite file (created if absent) or postgresql://user@host/dbname"
 
@@ -16,22 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     study_sub = p.add_subparsers(dest="study_command", required=True, parser_class=Parser)
 
     run = study_sub.add_parser("run", help="run (or resume) a study")
-    run.add_argument("spec", nargs="?", help="study spec YAML (or use --preset)")
-    run.add_argument("--preset", help="quick | label-fractions | imbalance | policies | segment-labels | full")
-    run.add_argument("--data", action="append", help="dataset spec (repeatable); replaces the spec's datasets")
+    _spec_options(run)
     run.add_argument("--db", required=True, help=DB_HELP)
     run.add_argument("--out", help="directory for run dirs (default: next to a SQLite DB, <db name>-runs)")
     run.add_argument("--workers", type=int, default=1, help="worker processes claiming cells")
-    run.add_argument("--seeds", type=int, help="number of seeds (0..N-1), replacing the spec's")
     run.add_argument("--progress", action="store_true", help="progress bars (single worker)")
     run.set_defaults(handler=run_study)
 
     launch = study_sub.add_parser("launch", help="start a study's workers as a SLURM job array or local processes")
-    launch.add_argument("spec", help="study spec YAML")
-    launch.add_argument("--db", required=True, help=DB_HELP + "; on a cluster: postgresql://user@host/dbname")
+    _spec_options(launch)
+    launch.add_argument("--db", required=True,
+                        help="postgresql://user@host/dbname (a SQLite file only for workers on one machine)")
     launch.add_argument("--runs", required=True, help="run root every worker sees (shared file system)")
     launch.add_argument("--executor", choices=["local", "slurm"], default="slurm")
-    launch.add_argument("--workers", type=int, required=True, help="worker tasks (the job array's size)")
+    launch.add_argument("--workers", type=int, default=1, help="worker tasks (the job array's size)")
     launch.add_argument("--gpus-per-worker", type=int, default=0)
     launch.add_argument("--cpus-per-worker", type=int)
     launch.add_argument("--partition", help="SLURM partition")
@@ -57,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--db", required=True, help=DB_HELP)
     report.add_argument("--out", required=True, help="report.html path (report.md is written beside it)")
     report.add_argument("--study", help="spec hash of the study to report (default: the latest)")
+    report.add_argument("--correction", choices=("holm", "bh"), default="holm",
+                        help="multiplicity correction over all comparisons: holm (family-wise) or bh (FDR)")
     report.set_defaults(handler=run_report)
 
     presets = study_sub.add_parser("presets", help="list the preset studies, or print one as a spec to edit")
@@ -64,19 +68,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     presets.set_defaults(handler=run_presets)
 
 
-def run_study(args: argparse.Namespace) -> None:
+def _spec_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", nargs="?", help="study spec YAML (or use --preset)")
+    parser.add_argument("--preset", help="quick | label-fractions | imbalance | policies | segment-labels | full")
+    parser.add_argument("--data", action="append", help="dataset spec (repeatable); replaces the spec's datasets")
+    parser.add_argument("--seeds", type=int, help="number of seeds (0..N-1), replacing the spec's")
+
+
+def _spec(args: argparse.Namespace) -> StudySpec:
     from medssl.study.presets import preset
-    from medssl.study.runner import run_study as run
     from medssl.study.spec import load_spec
-    from medssl.study.store import database_name, is_url
 
     if (args.spec is None) == (args.preset is None):
-        raise MedsslError("study run needs exactly one of SPEC.yaml or --preset NAME")
+        raise MedsslError(f"study {args.study_command} needs exactly one of SPEC.yaml or --preset NAME")
     if args.seeds is not None and args.seeds < 1:
         raise MedsslError(f"--seeds must be >= 1, got {args.seeds}")
+    return preset(args.preset, args.data, args.seeds) if args.preset else load_spec(args.spec, args.data, args.seeds)
+
+
+def run_study(args: argparse.Namespace) -> None:
+    from medssl.study.runner import run_study as run
+    from medssl.study.store import database_name, is_url
+
     if args.out is None and is_url(args.db):
         raise MedsslError("--out DIR is needed with a database URL (run dirs go next to a SQLite file by default)")
-    spec = preset(args.preset, args.data, args.seeds) if args.preset else load_spec(args.spec, args.data, args.seeds)
+    spec = _spec(args)
     db = args.db if is_url(args.db) else Path(args.db)
     out = Path(args.out) if args.out else db.with_name(f"{db.stem}-runs")
     outcome = run(spec, db, out, workers=args.workers, progress=args.progress)
@@ -92,20 +108,21 @@ def run_study(args: argparse.Namespace) -> None:
 
 def run_launch(args: argparse.Namespace) -> None:
     from medssl.study.launch import Resources, launch, parse_time
-    from medssl.study.spec import load_spec
+    from medssl.study.store import database_name
 
     resources = Resources(workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                           cpus_per_worker=args.cpus_per_worker, partition=args.partition,
                           time_min=parse_time(args.time))
-    launched = launch(load_spec(args.spec), args.db, args.runs, executor=args.executor, resources=resources,
+    launched = launch(_spec(args), args.db, args.runs, executor=args.executor, resources=resources,
                       logs=args.logs)
     done, total = launched.counts.get("done", 0), sum(launched.counts.values())
     if args.executor == "local":
         print(f"{done}/{total} cells done")
         if done < total:
-            raise MedsslError(f"{total - done} cell(s) not done; see: medssl study status --db {args.db}")
-    else:
-        print(f"follow it with: medssl study status --db {args.db} --watch")
+            raise MedsslError(f"{total - done} cell(s) not done; see: medssl study status"
+                              f" --db {database_name(args.db)}")
+    elif launched.jobs:
+        print(f"follow it with: medssl study status --db {database_name(args.db)} --watch")
 
 
 def run_status(args: argparse.Namespace) -> None:
@@ -137,9 +154,9 @@ def run_report(args: argparse.Namespace) -> None:
     from medssl.study.report import write_report
 
     _check_db_exists(args.db)
-    report = write_report(args.db, args.out, study=args.study)
+    report = write_report(args.db, args.out, study=args.study, correction=args.correction)
     print(f"{report.title}: {args.out} and {Path(args.out).with_suffix('.md')}")
-    for line in report.findings[:10]:
+    for line in report.answer:
         print(f"- {line}")
 
 

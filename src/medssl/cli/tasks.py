@@ -44,14 +44,37 @@ def add_task_options(parser: argparse.ArgumentParser, task: Task) -> None:
             group.add_argument(_flag(name), dest=name, type=value_type, default=None, help=text)
 
 
-def add_finetune_tasks(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """``--task`` with the registry's fine-tuning tasks, and the options of those not in ``skip``."""
+# classification still reads its own flags (cli/train.py); the other tasks take their config's defaults
+CLASSIFY_DEFAULTS = {"backbone": "resnet18", "width": 1.0, "augment": "light"}
+CLASSIFY_ONLY = ("linear_probe", "imbalance_ratio")
+
+
+def add_finetune_tasks(parser: argparse.ArgumentParser) -> None:
+    """``--task`` with the registry's fine-tuning tasks, and their options."""
     finetune = {name: t for name, t in tasks().items() if t.command == "finetune"}
     listing = "; ".join(f"{name}: {t.description}" for name, t in finetune.items())
     parser.add_argument("--task", default="classify", choices=list(finetune), help=f"the downstream task ({listing})")
-    for name, task in finetune.items():
-        if name not in skip:
-            add_task_options(parser, task)
+    for task in finetune.values():
+        add_task_options(parser, task)
+    parser.set_defaults(**dict.fromkeys(CLASSIFY_DEFAULTS))  # None: the chosen task's default
+
+
+def reject_foreign_options(task_name: str, args: argparse.Namespace) -> None:
+    """Flags given that belong to other tasks only are an error, not silently ignored."""
+    own = get_task(task_name).config_fields()
+    foreign = sorted(_flag(n) for n in registry_options() - own if getattr(args, n, None) is not None)
+    foreign += [_flag(n) for n in CLASSIFY_ONLY if task_name != "classify" and getattr(args, n, None)]
+    if foreign:
+        raise MedsslError(f"{', '.join(foreign)} {'is not an option' if len(foreign) == 1 else 'are not options'}"
+                          f" of --task {task_name}")
+
+
+def fill_task_defaults(args: argparse.Namespace) -> None:
+    reject_foreign_options(args.task, args)
+    if args.task == "classify":
+        for key, value in CLASSIFY_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
 
 
 def registry_options() -> set[str]:
@@ -61,10 +84,8 @@ def registry_options() -> set[str]:
 def task_config(task_name: str, args: argparse.Namespace, common: dict) -> object:
     """The task's config from ``common`` (run options) and its own flags; flags of other tasks are an error."""
     task = get_task(task_name)
+    reject_foreign_options(task_name, args)
     own = task.config_fields()
-    foreign = sorted(_flag(n) for n in registry_options() - own if getattr(args, n, None) is not None)
-    if foreign:
-        raise MedsslError(f"{', '.join(foreign)} do not apply to --task {task.name}")
     given = {k: v for k, v in common.items() if k in own and v is not None}
     given |= {n: getattr(args, n) for n in task.options if getattr(args, n, None) is not None}
     return task.config(**given)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from medssl.cli.args import add_run_options, floats, run_options
-from medssl.cli.segment import add_segment_options, fill_task_defaults, run_segment
-from medssl.cli.tasks import run_task
+from medssl.cli.tasks import add_finetune_tasks, fill_task_defaults, run_task
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup-alpha", type=float, default=0.0, help="> 0 enables mixup with Beta(alpha, alpha)")
     p.add_argument("--balanced-sampling", action="store_true", help="draw every class equally often")
-    add_segment_options(p)
+    add_finetune_tasks(p)
     p.set_defaults(handler=run_finetune)
 
 
@@ -90,8 +89,6 @@ def run_finetune(args: argparse.Namespace) -> None:
     from medssl.config import FinetuneConfig
 
     fill_task_defaults(args)
-    if args.task == "segment":
-        return run_segment(args)
     if args.task != "classify":
         return run_task(args.task, args, {**run_options(args), "checkpoint": args.checkpoint, "epochs": args.epochs,
                                           "label_fraction": args.label_fraction, "augment": args.augment})

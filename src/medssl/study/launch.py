@@ -122,6 +122,10 @@ def launch(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, executor: s
         probe.close()
     store = register_study(spec, db, runs_dir, lease_s=lease_s)
     try:
+        counts = store.counts(spec.hash)
+        if counts.get("pending", 0) + counts.get("running", 0) == 0:
+            print(f"study {spec.name} ({spec.hash}): all {sum(counts.values())} cells are done; nothing to launch")
+            return Launched(spec.hash, [], counts)
         target = str(db) if is_url(db) else str(Path(db).resolve())  # workers start elsewhere
         n = resources.workers
         jobs = job_executor.map_array(worker_job, [target] * n, [spec.hash] * n, [lease_s] * n)

@@ -70,9 +70,9 @@ def heatmap(comparisons: list[Comparison], spec: dict, metric: Metric) -> str:
     grid = np.full((len(rows), len(cols)), np.nan)
     for i, (method, upstream) in enumerate(rows):
         for j, dataset in enumerate(cols):
-            diffs = [c.score.mean_diff for c in comparisons if c.condition["method"] == method
+            diffs = [c.score.estimate for c in comparisons if c.condition["method"] == method
                      and c.condition["upstream"] == upstream and c.condition["dataset"] == dataset
-                     and not math.isnan(c.score.mean_diff)]
+                     and not math.isnan(c.score.estimate)]
             if diffs:
                 grid[i, j] = float(np.mean(diffs))
     limit = max(0.01, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 0.01

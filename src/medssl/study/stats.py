@@ -1,22 +1,44 @@
-"""Statistics over seeds: mean ± sd, 95 % bootstrap CIs, and paired comparisons against ``scratch``.
+"""Study rows -> paired comparisons against ``scratch``, with intervals from ``study.inference``.
 
 Pairs share the seed and hence the same nested labelled subset (and imbalance subsample), so the paired
-difference removes the subset's luck from the comparison.
+difference removes the subset's luck. Where both arms of every seed kept per-sample test outcomes
+(``predictions.csv`` of a classification run, per-image metrics of a segmentation run), the interval also
+carries test-set noise; otherwise it falls back to the seeds alone and says so (``Comparison.note``).
 """
 
 from __future__ import annotations
 
+import json
 import math
-import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
+from medssl.errors import MedsslError
+from medssl.finetune.predictions import PREDICTIONS_FILE
+from medssl.study.inference import (
+    ALPHA,
+    RESAMPLES,
+    Difference,
+    Predictions,
+    Statistic,
+    auc_statistic,
+    balanced_accuracy_statistic,
+    decide,
+    delong,
+    load_predictions,
+    paired_difference,
+    recall_statistic,
+    seed_only_difference,
+    weighted_mean,
+)
 from medssl.study.spec import SCRATCH
 
-RESAMPLES = 10_000
-MIN_PAIRS = 3  # a percentile bootstrap of 2 values is just their range: too few for any verdict
 CONDITION = ("dataset", "upstream", "method", "backbone", "label_fraction", "label_count", "imbalance_ratio",
              "policy")
 PAIRING = ("dataset", "backbone", "label_fraction", "label_count", "imbalance_ratio", "policy")  # scratch's arm
@@ -32,6 +54,7 @@ class Metric:
 
 AUC, DICE = Metric("test_auc", "AUC"), Metric("test_dice", "Dice")
 METRICS = {"classify": AUC, "segment": DICE}
+BALANCED_ACCURACY, MINORITY_RECALL = "balanced accuracy", "minority recall"
 
 
 def task_metric(task: str | None) -> Metric:
@@ -43,25 +66,8 @@ class Estimate:
     n: int
     mean: float
     sd: float
-    low: float  # 95 % bootstrap percentile interval of the mean (NaN for fewer than 2 values)
+    low: float  # 95 % t interval of the mean over seeds (NaN for fewer than 2 values)
     high: float
-
-
-@dataclass
-class Paired:
-    n: int
-    mean_diff: float  # method - scratch
-    low: float
-    high: float
-    wilcoxon_p: float  # two-sided signed-rank p; NaN when n < 2 or every difference is 0
-    wins: int
-
-    @property
-    def verdict(self) -> str:
-        """'better' / 'worse' when the CI excludes 0 (and there are >= MIN_PAIRS pairs), else 'inconclusive'."""
-        if self.n < MIN_PAIRS or math.isnan(self.low):
-            return "inconclusive"
-        return "better" if self.low > 0 else "worse" if self.high < 0 else "inconclusive"
 
 
 def _finite(values: list[float | None]) -> np.ndarray:
@@ -69,47 +75,16 @@ def _finite(values: list[float | None]) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
-def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0
-                 ) -> tuple[float, float]:
-    """Percentile interval of the mean over resamples with replacement (seeded: reports are reproducible)."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def describe(values: list[float | None]) -> Estimate:
+    """Mean, sd and the t interval over seeds (a percentile bootstrap of 3 values covers ~0.76, not 0.95)."""
     v = _finite(values)
     if len(v) == 0:
         return Estimate(0, math.nan, math.nan, math.nan, math.nan)
-    low, high = bootstrap_ci(v)
-    return Estimate(len(v), float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, low, high)
-
-
-def wilcoxon_p(diffs: np.ndarray) -> float:
-    if len(diffs) < 2 or not np.any(diffs != 0):
-        return math.nan
-    from scipy.stats import wilcoxon
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(wilcoxon(diffs).pvalue)
-
-
-def paired(method: list[float | None], reference: list[float | None]) -> Paired:
-    """Paired comparison of equal-length lists (pair i = the same seed); pairs with a missing value drop."""
-    a = np.array([np.nan if v is None else v for v in method], dtype=np.float64)
-    b = np.array([np.nan if v is None else v for v in reference], dtype=np.float64)
-    keep = np.isfinite(a) & np.isfinite(b)
-    diffs = a[keep] - b[keep]
-    if len(diffs) == 0:
-        return Paired(0, math.nan, math.nan, math.nan, math.nan, 0)
-    low, high = bootstrap_ci(diffs)
-    return Paired(len(diffs), float(diffs.mean()), low, high, wilcoxon_p(diffs), int((diffs > 0).sum()))
+    if len(v) == 1:
+        return Estimate(1, float(v[0]), math.nan, math.nan, math.nan)
+    sd = float(v.std(ddof=1))
+    half = float(sps.t.ppf(0.975, len(v) - 1)) * sd / math.sqrt(len(v))
+    return Estimate(len(v), float(v.mean()), sd, float(v.mean()) - half, float(v.mean()) + half)
 
 
 def conditions(rows: list[dict]) -> dict[tuple, list[dict]]:
@@ -120,18 +95,115 @@ def conditions(rows: list[dict]) -> dict[tuple, list[dict]]:
     return dict(groups)
 
 
+# --- per-sample outcomes of a row ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """One run's per-sample test outcome: ``key`` names the test set, ``data`` feeds the statistics."""
+
+    key: tuple
+    data: Any  # Predictions (classification) or per-image Dice (segmentation)
+    size: int
+
+
+def predictions_path(row: dict) -> Path | None:
+    """The row's ``predictions`` field, else ``predictions.csv`` in its run dir, else None."""
+    given = row.get("predictions")
+    if given:
+        return Path(given)
+    candidate = Path(row.get("run_dir") or "") / PREDICTIONS_FILE
+    return candidate if row.get("run_dir") and candidate.is_file() else None
+
+
+class Outcomes:
+    """Loads (once) the per-sample outcome of each row; None where the row has none."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Outcome | None] = {}
+        self.errors: list[str] = []
+
+    def __call__(self, row: dict, segment: bool) -> Outcome | None:
+        key = row.get("cell_key") or row.get("run_dir") or str(id(row))
+        if key not in self._cache:
+            self._cache[key] = self._load(row, segment)
+        return self._cache[key]
+
+    def _load(self, row: dict, segment: bool) -> Outcome | None:
+        if segment:
+            per_image = json.loads(row.get("metrics") or "{}").get("test_per_image")
+            if not per_image:
+                return None
+            names = tuple(sorted(per_image))
+            return Outcome(names, np.array([per_image[n].get("dice", math.nan) for n in names], np.float64),
+                           len(names))
+        path = predictions_path(row)
+        if path is None:
+            return None
+        try:
+            predictions = load_predictions(path)
+        except MedsslError as err:
+            self.errors.append(str(err))
+            return None
+        return Outcome(predictions.key, predictions, len(predictions.index))
+
+
+# --- comparisons ---------------------------------------------------------------------------------------------
 @dataclass
 class Comparison:
     condition: dict
-    score: Paired  # of the task's metric (AUC or Dice)
-    minority_recall: Paired | None  # classification only
+    metrics: dict[str, Difference]  # the task's metric first, then (classification) the secondary ones
+    note: str | None = None  # why the interval ignores test-set noise, when it does
+
+    @property
+    def score(self) -> Difference:
+        return next(iter(self.metrics.values()))
+
+    @property
+    def minority_recall(self) -> Difference | None:
+        return self.metrics.get(MINORITY_RECALL)
 
 
-def compare_to_scratch(rows: list[dict], metric: Metric = AUC) -> list[Comparison]:
+def _seed_values(row: dict, name: str, metric: Metric) -> float | None:
+    if name == metric.name:
+        return row.get(metric.column)
+    if name == MINORITY_RECALL:
+        return row.get("minority_recall")
+    return json.loads(row.get("metrics") or "{}").get("test", {}).get("balanced_acc")
+
+
+def _statistics(metric: Metric, minority: int | None) -> dict[str, Statistic]:
+    if metric != AUC:
+        return {metric.name: weighted_mean}
+    out: dict[str, Statistic] = {metric.name: auc_statistic, BALANCED_ACCURACY: balanced_accuracy_statistic}
+    if minority is not None:
+        out[MINORITY_RECALL] = recall_statistic(int(minority))
+    return out
+
+
+def _same_test_set(a: Outcome, b: Outcome) -> bool:
+    if a.key != b.key:
+        return False
+    if isinstance(a.data, Predictions):
+        return bool(np.array_equal(a.data.labels, b.data.labels))
+    return True
+
+
+def _delong(pairs: list[tuple[Outcome, Outcome]]) -> list[float]:
+    out = []
+    for a, b in pairs:
+        p: Predictions = a.data
+        if p.probs.shape[1] == 2:
+            out.append(delong(p.probs[:, 1], b.data.probs[:, 1], p.labels == 1)[2])
+    return out
+
+
+def compare_to_scratch(rows: list[dict], metric: Metric = AUC, *, resamples: int = RESAMPLES, seed: int = 0,
+                       outcomes: Callable[[dict, bool], Outcome | None] | None = None) -> list[Comparison]:
     """Every non-scratch condition against scratch with the same pairing factors, matched seed by seed."""
     def pairing(row: dict) -> tuple:
         return tuple(row.get(k) for k in PAIRING), row["seed"]
 
+    load = outcomes or Outcomes()
+    segment = metric != AUC
     scratch = {pairing(r): r for r in rows if r["method"] == SCRATCH}
     out = []
     for key, group in conditions(rows).items():
@@ -142,8 +214,34 @@ def compare_to_scratch(rows: list[dict], metric: Metric = AUC) -> list[Compariso
         pairs = [(r, s) for r, s in pairs if s is not None]
         if not pairs:
             continue
-        recall = None if metric != AUC else paired([r["minority_recall"] for r, _ in pairs],
-                                                                 [s["minority_recall"] for _, s in pairs])
-        out.append(Comparison(condition, paired([r[metric.column] for r, _ in pairs],
-                                                [s[metric.column] for _, s in pairs]), recall))
+        minority = None if segment else pairs[0][0].get("minority_class")
+        statistics = _statistics(metric, minority)
+        loaded = [(load(r, segment), load(s, segment)) for r, s in pairs]
+        note = None
+        if any(a is None or b is None for a, b in loaded):
+            note = "no per-sample test outcomes for every run: the interval covers seed noise only"
+        elif not all(_same_test_set(a, b) for a, b in loaded):
+            note = "the arms were tested on different samples: the interval covers seed noise only"
+        differences: dict[str, Difference] = {}
+        for name, statistic in statistics.items():
+            if note is None:
+                differences[name] = paired_difference(
+                    [a.data for a, _ in loaded], [b.data for _, b in loaded], statistic, [a.key for a, _ in loaded],
+                    [a.size for a, _ in loaded], resamples=resamples, seed=seed)
+            else:
+                differences[name] = seed_only_difference([_seed_values(r, name, metric) for r, _ in pairs],
+                                                         [_seed_values(s, name, metric) for _, s in pairs])
+        if note is None and not segment:
+            differences[metric.name].delong_p = _delong(loaded)
+        out.append(Comparison(condition, differences, note))
     return out
+
+
+def judge(comparisons: list[Comparison], correction: str = "holm", alpha: float = ALPHA) -> int:
+    """Verdicts for every difference, corrected over all comparisons of each metric (the task's metric is one
+    family, each secondary metric another); returns the size of the largest family."""
+    families: dict[str, list[Difference]] = defaultdict(list)
+    for c in comparisons:
+        for name, d in c.metrics.items():
+            families[name].append(d)
+    return max((decide(family, correction, alpha) for family in families.values()), default=0)

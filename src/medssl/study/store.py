@@ -437,15 +437,17 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, args=(db, worker, key, every_s), daemon=True)
 
     def _run(self, db: str | Path, worker: str, key: str, every_s: float) -> None:
-        store = Store(db, create=False, retry_s=every_s)
+        store: Store | None = None
         try:
             while not self._stop.wait(every_s):
                 try:
+                    store = store or Store(db, create=False, retry_s=every_s)
                     store.heartbeat(worker, key)
-                except exc.SQLAlchemyError as err:  # the next beat tries again; the lease covers a few misses
-                    print(f"heartbeat of {worker} missed: {_first_line(err)}", file=sys.stderr)
+                except (exc.SQLAlchemyError, MedsslError) as err:  # the next beat tries again; the lease
+                    print(f"heartbeat of {worker} missed: {_first_line(err)}", file=sys.stderr)  # covers a few
         finally:
-            store.close()
+            if store is not None:
+                store.close()
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

@@ -33,6 +33,7 @@ class Task:
     run: str
     primary_metric: str
     metric_names: tuple[str, ...]
+    primary_label: str = ""  # the primary metric's name in sentences and table headers ("AUC", "Dice")
     higher_is_better: bool = True
     options: dict[str, str] = field(default_factory=dict)
     command: str = "finetune"  # the CLI command that runs it

@@ -11,6 +11,7 @@ TASK = Task(
     config=AnomalyConfig,
     run="medssl.tasks.anomaly.run:detect_anomalies",
     primary_metric="auroc",
+    primary_label="AUROC",
     metric_names=("auroc", "auprc"),
     command="anomaly",
     options={

@@ -142,7 +142,7 @@ def detect_anomalies(config: AnomalyConfig, data: AnomalyData | None = None, pro
         "train": {"n_normal": len(data.normal_train)},
         "method": method,
         "fit_epochs": config.fit_epochs,
-        "fit_duration_s": fit_s,
+        "train_duration_s": fit_s,
         "duration_s": time.perf_counter() - start,
     }
     write_json(run_dir / "metrics.json", metrics)

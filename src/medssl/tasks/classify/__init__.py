@@ -7,8 +7,9 @@ TASK = Task(
     name="classify",
     description="image classification (AUC, accuracy, balanced accuracy)",
     config=FinetuneConfig,
-    run="medssl.api:finetune",
+    run="medssl.tasks.classify.run:finetune",
     primary_metric="auc",
+    primary_label="AUC",
     metric_names=("auc", "acc", "balanced_acc"),
     summary_format="test AUC {auc:.4f}  acc {acc:.4f}  balanced acc {balanced_acc:.4f}",
 )

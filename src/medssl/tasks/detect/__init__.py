@@ -11,6 +11,7 @@ TASK = Task(
     config=DetectConfig,
     run="medssl.tasks.detect.run:finetune_detection",
     primary_metric="map_iou10",
+    primary_label="AP@IoU0.1",
     metric_names=METRIC_NAMES,
     options={
         "label_fraction": "fraction of the training images whose boxes are used (nested, seeded)",

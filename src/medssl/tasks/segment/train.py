@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from medssl.data.masks import SegSplit
 from medssl.finetune.policies import augmentation
-from medssl.finetune.segment_metrics import image_metrics, summarise
 from medssl.methods.base import to_unit_float
 from medssl.models.segmenter import Segmenter
+from medssl.tasks.segment.metrics import image_metrics, summarise
 from medssl.tasks.selection import KeepsBest, adamw_warmup_cosine
 from medssl.views import random_gamma
 

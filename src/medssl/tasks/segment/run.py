@@ -15,7 +15,11 @@ from medssl import __version__
 from medssl.config import SegmentConfig
 from medssl.data.masks import SegData, SegSplit, load_seg_data
 from medssl.errors import MedsslError
-from medssl.finetune.segment import (
+from medssl.models.encoder import BackboneSpec, Encoder
+from medssl.models.segmenter import Segmenter
+from medssl.runio import save_state, write_json
+from medssl.tasks.common import RunResult, load_pretrained
+from medssl.tasks.segment.train import (
     PatchSampler,
     SegmentationModule,
     evaluate,
@@ -23,17 +27,13 @@ from medssl.finetune.segment import (
     segmentation_augmentation,
     select_threshold,
 )
-from medssl.models.encoder import BackboneSpec, Encoder
-from medssl.models.segmenter import Segmenter
-from medssl.runio import save_state, write_json
-from medssl.tasks.common import RunResult, load_pretrained
 from medssl.training import ResumableRun, make_trainer, open_run
 
 
 def load_segmentation_data(config: SegmentConfig) -> SegData:
     return load_seg_data(config.data, seed=config.seed, size=config.size, mask_suffix=config.mask_suffix,
                          fov=config.fov, channel=config.channel, val_count=config.val_count,
-                         test_count=config.test_count)
+                         test_count=config.test_count, preprocessing=config.preprocessing())
 
 
 def labelled_images(n_train: int, config: SegmentConfig) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""``medssl finetune --task segment``: a run from the command line, and bad input as one clear line."""
+"""``medssl finetune --task ...`` from the registry: a segmentation run from the command line, task defaults,
+and bad input as one clear line."""
 
 import subprocess
 
@@ -7,7 +8,8 @@ import pytest
 from PIL import Image
 
 from medssl.cli import build_parser, main
-from medssl.cli.segment import fill_task_defaults
+from medssl.cli.args import run_options
+from medssl.cli.tasks import fill_task_defaults, task_config
 from tests.cli.test_commands import assert_one_line_error
 
 FAST = ["--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "16", "--backbone", "resnet10", "--width", "0.125",
@@ -29,9 +31,11 @@ def test_task_defaults_keep_classification_unchanged():
     # no batch size yet: medssl.memory picks the default for the data's dimensionality
     assert (args.task, args.batch_size, args.backbone, args.width) == ("classify", None, "resnet18", 1.0)
     args = build_parser().parse_args(["finetune", "--task", "segment", "--data", "d", "--out", "o",
-                                      "--checkpoint", "scratch", "--batch-size", "3"])
+                                      "--checkpoint", "scratch", "--batch-size", "3", "--patch-size", "32"])
     fill_task_defaults(args)
-    assert (args.batch_size, args.backbone, args.width) == (3, "resnet10", 0.5)
+    config = task_config("segment", args, {**run_options(args), "epochs": args.epochs})
+    assert (config.batch_size, config.backbone, config.width, config.patch_size, config.epochs) == \
+        (3, "resnet10", 0.5, 32, 20)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,7 @@ def bad_folders(tmp_path_factory):
     (["--data", "{root}/unmatched"], "no mask named stray_mask"),
     (["--data", "{root}/missing"], "folder not found"),
     (["--data", "synthetic:blobs2d@16?n=8", "--transfer", "both"], "needs a pre-training run"),
-    (["--data", "synthetic:blobs2d@16?n=8", "--linear-probe"], "only apply to --task classify"),
+    (["--data", "synthetic:blobs2d@16?n=8", "--linear-probe"], "--linear-probe is not an option of --task segment"),
     (["--data", "synthetic:blobs2d@16?n=8", "--label-count", "99"], "exceeds"),
 ])
 def test_bad_segmentation_input_is_one_line_exit_2_and_no_run_dir(bad_folders, tmp_path, capsys, extra, match):
@@ -77,4 +81,4 @@ def test_bad_segmentation_input_is_one_line_exit_2_and_no_run_dir(bad_folders, t
 def test_segmentation_options_are_rejected_for_classification(tmp_path, capsys):
     code = main(["finetune", "--data", "synthetic:lesions2d?n=160", "--checkpoint", "scratch", "--transfer", "both",
                  "--out", str(tmp_path / "o")])
-    assert code == 2 and "--transfer only apply to --task segment" in capsys.readouterr().err
+    assert code == 2 and "--transfer is not an option of --task classify" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from medssl.finetune.segment_metrics import image_metrics, summarise
+from medssl.tasks.segment.metrics import image_metrics, summarise
 
 
 def masks(*rows: str) -> np.ndarray:

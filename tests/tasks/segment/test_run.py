@@ -11,8 +11,8 @@ from medssl.api import finetune_segmentation, pretrain
 from medssl.config import PretrainConfig, SegmentConfig
 from medssl.data.masks import make_blobs
 from medssl.errors import MedsslError
-from medssl.finetune.segmentation_run import build_segmenter, labelled_images
 from medssl.runio import load_state
+from medssl.tasks.segment.run import build_segmenter, labelled_images
 
 TINY = {"backbone": "resnet10", "width": 0.25, "batch_size": 4, "lr": 3e-3, "accelerator": "cpu"}
 
@@ -42,7 +42,7 @@ def test_tiny_run_finishes_with_metrics_and_beats_a_trivial_predictor(tmp_path, 
 @pytest.mark.parametrize("augment", ["flips", "scale"])
 def test_a_ladder_augment_reaches_the_training_step(tmp_path, monkeypatch, augment):
     """``--augment flips`` once trained without augmentation (only ``light`` switched it on)."""
-    from medssl.finetune import segment
+    from medssl.tasks.segment import train as segment
 
     calls = []
     original = segment.JointAugmentation.__call__

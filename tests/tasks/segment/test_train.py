@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from medssl.data.masks import SegSplit
-from medssl.finetune.segment import (
+from medssl.tasks.segment.train import (
     PatchSampler,
     evaluate,
     random_flips,

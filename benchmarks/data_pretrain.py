@@ -1,0 +1,129 @@
+"""Pre-training from a ``data prepare`` cache: throughput against the same patches held in memory, and peak
+resident memory when the cache is larger than the memory the process may use.
+
+    python benchmarks/data_pretrain.py throughput [--steps 12] [--reps 2]
+    python benchmarks/data_pretrain.py rss [--cache-gb 3] [--steps 30]
+
+``throughput``: 3D SimCLR, ResNet-10 x0.25, batch 8, 64^3 patches. The cache side draws random patches from
+memory-mapped volumes on every step (what ``--data CACHE --patch 64`` does); the in-memory side trains on an
+array of patches drawn once. Repetitions alternate. One JSON line: images/s of each and their ratio.
+
+``rss``: prepares 6 generated volumes, replicates their cache entries until the cache holds --cache-gb GB
+(the issue allows a replicated corpus), pre-trains from it in a child process and reports the child's peak
+RSS (ru_maxrss) beside the cache size. No memory limit is imposed: the figure is the resident memory the run
+needed, to compare with the cache it read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from medssl.data.cache import MANIFEST, prepare
+from medssl.data.preprocess import Preprocessing
+
+PRE = Preprocessing(spacing=(1.0, 1.0, 1.0), intensity="range:-1000,1000")
+
+
+def make_cache(root: Path, volumes: int, shape: tuple[int, int, int]) -> Path:
+    rng = np.random.default_rng(0)
+    corpus = root / "corpus"
+    corpus.mkdir(parents=True)
+    for i in range(volumes):
+        data = (rng.normal(0, 300, shape) + np.linspace(-600, 600, shape[0])[:, None, None]).astype(np.float32)
+        nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0])), str(corpus / f"v{i}.nii"))
+    prepare(str(corpus), root / "cache", PRE, progress=False, log=lambda _: None)
+    return root / "cache"
+
+
+def pretrain_rate(data, steps: int, out: Path) -> float:
+    from medssl.api import pretrain
+    from medssl.config import PretrainConfig
+
+    config = PretrainConfig(data="(in memory)", out=str(out), method="simclr", backbone="resnet10", width=0.25,
+                            batch_size=8, epochs=100, max_steps=steps, accelerator="cpu", overwrite=True)
+    return pretrain(config, data=data, progress=False).metrics["images_per_second"]
+
+
+def throughput(args: argparse.Namespace) -> None:
+    import torch
+
+    from medssl.data.dataset import ImageData, Split
+    from medssl.data.sampling import Sampling
+    from medssl.data.sources import load_data
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = make_cache(Path(tmp), 8, (96, 96, 96))
+        sampling = Sampling(patch=(64, 64, 64), patches_per_image=8)
+        from_cache = load_data(str(cache), sampling=sampling)
+        torch.manual_seed(0)
+        crops = from_cache.splits["train"].images
+        in_memory = ImageData("memory", {"train": Split(crops[np.arange(len(crops))],
+                                                        from_cache.splits["train"].labels)}, 3, 1)
+        rates: dict[str, list[float]] = {"cache": [], "memory": []}
+        pretrain_rate(in_memory, 2, Path(tmp) / "warm")  # imports and first-step setup
+        for _ in range(args.reps):
+            rates["memory"].append(pretrain_rate(in_memory, args.steps, Path(tmp) / "m"))
+            rates["cache"].append(pretrain_rate(from_cache, args.steps, Path(tmp) / "c"))
+    cache_rate, memory_rate = statistics.median(rates["cache"]), statistics.median(rates["memory"])
+    print(json.dumps({"benchmark": "pretrain_from_cache", "method": "simclr", "backbone": "resnet10x0.25",
+                      "patch": 64, "batch": 8, "steps": args.steps, "reps": args.reps,
+                      "cache_images_per_s": round(cache_rate, 2), "memory_images_per_s": round(memory_rate, 2),
+                      "ratio": round(cache_rate / memory_rate, 3), "all": rates,
+                      "threads": torch.get_num_threads(), "cpus": os.cpu_count()}))
+
+
+def rss(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = make_cache(Path(tmp), 6, (160, 160, 128))
+        manifest = json.loads((cache / MANIFEST).read_text())
+        originals = list(manifest["items"])
+        size = sum((cache / e["image"]).stat().st_size for e in originals)
+        copies = 0
+        while size < args.cache_gb * 1e9:
+            for entry in originals:
+                copy = dict(entry, name=f"{entry['name']}#{copies}", image=f"volumes/copy{copies:05d}.npy")
+                shutil.copyfile(cache / entry["image"], cache / copy["image"])
+                manifest["items"].append(copy)
+                size += (cache / entry["image"]).stat().st_size
+                copies += 1
+        (cache / MANIFEST).write_text(json.dumps(manifest))
+        command = [sys.executable, "-m", "medssl.cli", "pretrain", "--data", str(cache), "--patch", "64",
+                   "--method", "simclr", "--backbone", "resnet10", "--width", "0.25", "--batch-size", "8",
+                   "--max-steps", str(args.steps), "--epochs", "1", "--out", str(Path(tmp) / "run"),
+                   "--no-progress", "--accelerator", "cpu"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        print(json.dumps({"benchmark": "pretrain_rss_from_cache", "cache_GB": round(size / 1e9, 2),
+                          "volumes": len(manifest["items"]), "steps": args.steps, "patch": 64, "batch": 8,
+                          "peak_rss_GB": round(peak_kb / 1e6, 2),
+                          "machine_memory_GB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                                     / 1e9, 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--steps", type=int, default=12)
+    t.add_argument("--reps", type=int, default=2)
+    r = sub.add_parser("rss")
+    r.add_argument("--cache-gb", type=float, default=3.0)
+    r.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    throughput(args) if args.mode == "throughput" else rss(args)
+
+
+if __name__ == "__main__":
+    main()
