@@ -107,7 +107,10 @@ def add_run_options(p: argparse.ArgumentParser, batch_size: str) -> None:
     p.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over all DDP processes")
     p.add_argument("--deterministic", action="store_true",
                    help="torch.use_deterministic_algorithms: reproducible on GPU too, slower")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress output (by default a bar on a terminal, else one line per epoch)")
+    p.add_argument("--logger", type=words, default=["csv"], metavar="NAMES",
+                   help="csv | tensorboard | mlflow, several comma-separated (mlflow: a file store in RUN/mlruns)")
 
 
 def run_options(args: argparse.Namespace) -> dict:
@@ -121,5 +124,5 @@ def run_options(args: argparse.Namespace) -> dict:
         "checkpoint_every_n_steps": args.checkpoint_every, "strategy": args.strategy, "num_nodes": args.num_nodes,
         "sync_batchnorm": args.sync_batchnorm, "deterministic": args.deterministic,
         "memory_limit_gb": args.memory_limit, "spacing": args.spacing, "intensity": args.intensity,
-        "patch": args.patch, "slices": args.slices,
+        "patch": args.patch, "slices": args.slices, "loggers": args.logger,
     }
