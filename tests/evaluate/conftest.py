@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from medssl.data.sources import load_data
-from medssl.tasks.classify.module import Classifier
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import save_state, write_json, write_yaml
+from medssl.tasks.classify.module import Classifier
 
 TINY = {"name": "resnet10", "width": 0.125}
 

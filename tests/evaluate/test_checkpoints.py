@@ -3,9 +3,9 @@ import torch
 
 from medssl.errors import MedsslError
 from medssl.evaluate.checkpoints import load_classifier, load_encoder
-from medssl.tasks.classify.module import Classifier
 from medssl.models.encoder import Encoder
 from medssl.runio import load_state, read_yaml
+from medssl.tasks.classify.module import Classifier
 
 from .conftest import fake_finetune_run, fake_pretrain_run
 

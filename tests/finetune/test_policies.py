@@ -124,9 +124,9 @@ def test_a_finetune_with_every_policy_stacked_runs_and_records_them(tmp_path):
 
 
 def test_the_classifier_trains_on_its_policy_loss():
-    from medssl.tasks.classify.module import Classifier
     from medssl.methods.base import to_unit_float
     from medssl.models.encoder import BackboneSpec, Encoder
+    from medssl.tasks.classify.module import Classifier
 
     torch.manual_seed(0)
     images, labels = torch.randint(0, 255, (8, 1, 16, 16), dtype=torch.uint8), torch.tensor([0, 0, 0, 1] * 2)

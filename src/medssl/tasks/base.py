@@ -55,7 +55,12 @@ class Task:
         return None if self.report is None else _resolve(self.report)
 
     def summary(self, test_metrics: dict) -> str:
-        return self.summary_format.format(**test_metrics) if self.summary_format else ""
+        def show(value: object) -> object:  # a list of numbers (per-class recall) as "0.912, 0.640"
+            numbers = isinstance(value, list) and all(isinstance(x, int | float) for x in value)
+            return ", ".join(f"{x:.3f}" for x in value) if numbers else value
+
+        shown = {k: show(v) for k, v in test_metrics.items()}
+        return self.summary_format.format(**shown) if self.summary_format else ""
 
     def config_fields(self) -> set[str]:
         return {f.name for f in fields(self.config)}
