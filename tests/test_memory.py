@@ -100,7 +100,7 @@ def _volumes(n: int, side: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.skipif(not memory.sys.platform.startswith("linux"), reason="the CPU measurement forks (Linux)")
-def test_the_two_point_estimate_is_within_a_factor_of_1_5_of_a_measured_step(monkeypatch, capsys) -> None:
+def test_the_two_point_estimate_is_between_0_8_and_1_6_times_a_measured_step(monkeypatch, capsys) -> None:
     model = _tiny_3d_pretrainer()
     step = memory.measure_step(model, _volumes, torch.device("cpu"))
     assert step is not None and step.per_sample_bytes > 0
@@ -109,7 +109,9 @@ def test_the_two_point_estimate_is_within_a_factor_of_1_5_of_a_measured_step(mon
     estimate, measured = step.peak(16), direct.peak(16)
     with capsys.disabled():
         print(f"\n2-point estimate {estimate / MB:.0f} MB vs measured {measured / MB:.0f} MB at 16 volumes of 20^3")
-    assert measured / 1.5 <= estimate <= measured * 1.5, (estimate / MB, measured / MB)
+    # under-estimating is the dangerous side (a run killed after all); the two-point line has measured
+    # 1.18-1.33x above a direct measurement here (activations grow slightly sub-linearly with the batch)
+    assert 0.8 * measured <= estimate <= 1.6 * measured, (estimate / MB, measured / MB)
     assert all(p.grad is None for p in model.parameters())  # the parent's model was never touched
 
 
@@ -213,3 +215,20 @@ def test_an_unfinished_run_resumes_with_its_recorded_micro_batch(volumes_npz, tm
     assert (plan.micro_batch, plan.accumulate_grad_batches) == (8, 4)  # everything fits, yet the run keeps 8
     config.overwrite = True  # starting afresh: the plan is decided again
     assert fit_to_memory(config, _tiny_3d_pretrainer(), split, 32).micro_batch == 32
+
+
+def test_mid_epoch_checkpoints_wait_for_the_micro_batch_that_completes_a_step(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from medssl.data.dataset import Split
+    from medssl.training import ResumableRun, batch_loader
+
+    loader = batch_loader(Split(np.zeros((32, 1, 4, 4), np.uint8), np.zeros(32, np.int64)), 16, shuffle=True,
+                          micro_batches=4)
+    run = ResumableRun(tmp_path, 0, loader, every_n_steps=1)
+    saved = []
+    monkeypatch.setattr(run, "_save", lambda trainer: saved.append(trainer.global_step))
+    for batch_idx in range(8):  # two optimizer steps of 4 micro-batches; global_step counts optimizer steps
+        trainer = SimpleNamespace(accumulate_grad_batches=4, global_step=(batch_idx + 1) // 4)
+        run.on_train_batch_end(trainer, None, None, None, batch_idx)
+    assert saved == [1, 2]  # never with a half-accumulated gradient

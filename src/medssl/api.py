@@ -80,7 +80,9 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
                            **_execution(config))
     ckpt = open_run(trainer, run_dir, batch_size, config,
                     {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
-                     "spatial_dims": data.spatial_dims, "medssl_version": __version__, **plan.to_config()})
+                     "spatial_dims": data.spatial_dims, "medssl_version": __version__, **plan.to_config(),
+                     "data_summary": {"name": data.name, "image_shape": list(data.spatial_shape),
+                                      "pool_images": len(pool), "num_classes": data.num_classes}})
     start = time.perf_counter()
     trainer.fit(model, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     duration = time.perf_counter() - start

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from medssl.data.dataset import SPLITS
+from medssl.data.preprocess import Preprocessing
+from medssl.data.sampling import Sampling, as_sizes
 from medssl.errors import MedsslError
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 # "light" is the default crop + flips; the others are the study augmentation ladder, each rung adding to the last
 AUGMENTATIONS = ("none", "light", "flips", "rot90", "rotate", "scale")
 LOSSES = ("ce", "weighted_ce", "focal")
+LOGGERS = ("csv", "tensorboard", "mlflow")  # Lightning loggers a run writes to (several allowed)
 VAL_LABELS = ("full", "matched")
 
 
@@ -32,6 +35,10 @@ class CommonConfig:
     weight_decay: float = 1e-4
     size: int | None = None  # resize image folders to size^dims
     window: tuple[float, float] | None = None  # CT intensity window for image folders
+    spacing: tuple[float, ...] | None = None  # resample volumes to this voxel size (mm), after reorienting to RAS
+    intensity: str | None = None  # ct:LOW,HIGH | mr | range:LOW,HIGH (see data.preprocess)
+    patch: tuple[int, ...] | None = None  # train on random patches of this size (evaluate on centre crops)
+    slices: str | None = None  # axial | coronal | sagittal: train on 2D slices of volumes
     accelerator: str = "auto"
     devices: int = 1
     precision: str = "32-true"
@@ -44,6 +51,7 @@ class CommonConfig:
     sync_batchnorm: bool = False
     checkpoint_every_n_steps: int | None = None  # mid-epoch checkpoints (always one per epoch)
     deterministic: bool = False  # torch.use_deterministic_algorithms (GPU: slower, some ops refuse)
+    loggers: list[str] = field(default_factory=lambda: ["csv"])  # any of LOGGERS
     memory_limit_gb: float | None = None  # memory a training step may use; None: what the machine has free
 
 
@@ -57,6 +65,9 @@ class CommonConfig:
         _check(self.devices >= 1, "devices must be >= 1")
         _check(self.num_workers >= 0, "num_workers must be >= 0")
         _check(self.num_nodes >= 1, "num_nodes must be >= 1")
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        _check(bool(self.loggers) and not unknown,
+               f"unknown logger '{(unknown or [''])[0]}'; choose from {', '.join(LOGGERS)}")
         _check(not (self.resume and self.overwrite), "--resume and --overwrite exclude each other")
         _check(self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 1,
                f"checkpoint every n steps must be >= 1, got {self.checkpoint_every_n_steps}")
@@ -64,11 +75,26 @@ class CommonConfig:
         if self.window is not None:
             _check(len(self.window) == 2 and self.window[0] < self.window[1],
                    f"window must be LOW,HIGH with LOW < HIGH, got {self.window}")
+        self.preprocessing()
+        self.sampling()
+
+    def __post_init__(self) -> None:  # "64", 64 or [64, 64, 32] (CLI, YAML, notebook) -> a tuple
+        self.spacing = as_sizes(self.spacing, float, "spacing")
+        self.patch = as_sizes(self.patch, int, "patch")
+
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(spacing=self.spacing, intensity=self.intensity)
+
+    def sampling(self) -> Sampling | None:
+        if self.patch is None and self.slices is None:
+            return None
+        return Sampling(patch=self.patch, slices=self.slices)
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        if self.window is not None:
-            data["window"] = list(self.window)
+        for key in ("window", "spacing", "patch"):
+            if data[key] is not None:
+                data[key] = list(data[key])
         return data
 
 
@@ -180,3 +206,5 @@ class SegmentConfig(CommonConfig):
         _check(self.threshold is None or 0.0 < self.threshold < 1.0,
                f"threshold must lie in (0, 1), got {self.threshold}")
         _check(self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}")
+        _check(self.patch is None and self.slices is None,
+               "segmentation samples its own foreground-aware patches: use --patch-size, not --patch/--slices")

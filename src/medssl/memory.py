@@ -237,6 +237,8 @@ def _measure_cuda(module: nn.Module, make_batch: Callable[[int], tuple], device:
                 start = torch.cuda.memory_allocated(device)
                 _train_step(module, make_batch(n), device, precision)
                 peaks.append(torch.cuda.max_memory_allocated(device) - start)
+    except torch.cuda.OutOfMemoryError as err:  # a RuntimeError: make it the MemoryError the planner expects
+        raise MemoryError(str(err).splitlines()[0]) from None
     finally:
         module.to(home)
         torch.cuda.empty_cache()

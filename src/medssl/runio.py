@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -21,7 +22,7 @@ COMPLETE_MARKER = "metrics.json"  # written last, atomically
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # the full training state a run resumes from
 # config fields that say how a run executes, not what it computes: a resumed run may change them
 EXECUTION_FIELDS = frozenset({"out", "overwrite", "resume", "accelerator", "devices", "num_nodes", "strategy",
-                              "num_workers", "checkpoint_every_n_steps", "deterministic", "memory_limit_gb",
+                              "num_workers", "checkpoint_every_n_steps", "deterministic", "memory_limit_gb", "loggers",
                               # medssl.memory's plan: a resumed run keeps its micro-batch; the figures vary
                               "micro_batch", "accumulate_grad_batches", "memory_estimate_gb", "memory_available_gb",
                               "memory_source"})
@@ -62,6 +63,14 @@ def write_text(path: Path, text: str) -> None:
     _atomic(path, lambda tmp: tmp.write_text(text))
 
 
+def write_npy(path: Path, array: Any) -> None:
+    """An array as a .npy file (memory-mappable with ``np.load(mmap_mode="r")``), atomically."""
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
+            np.save(file, array)
+    _atomic(path, save)
+
+
 def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
 
@@ -79,14 +88,18 @@ def atomic_save(path: Path, obj: Any) -> None:
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """Load a tensor state_dict without ever unpickling code (``weights_only=True``)."""
+def load_state(path: Path, kind: str = "medssl", *, unwrap: bool = False) -> dict[str, torch.Tensor]:
+    """Load a tensor state_dict without ever unpickling code (``weights_only=True``). ``kind`` names the file in
+    errors (``imagenet``, ``medicalnet``: other tools' weights); ``unwrap`` accepts ``{"state_dict": {...}}``."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise MedsslError(f"checkpoint file not found: {path}") from None
+        missing = "checkpoint file" if kind == "medssl" else f"{kind} weights file"
+        raise MedsslError(f"{missing} not found: {path}") from None
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise MedsslError(f"{path}: not a readable medssl weights file ({type(err).__name__})") from None
+        raise MedsslError(f"{path}: not a readable {kind} weights file ({type(err).__name__})") from None
+    if unwrap and isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # MedicalNet (and many training scripts) nest the weights
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise MedsslError(f"{path}: expected a state_dict of tensors")
     return state
@@ -106,15 +119,21 @@ def read_yaml(path: Path) -> dict:
 
 def run_backbone_spec(run_dir: Path, spatial_dims: int, channels: int) -> BackboneSpec:
     """The backbone a finished run trained, checked against the data it is about to see."""
-    config = read_yaml(run_dir / "config.yaml")
+    return checked_backbone_spec(read_yaml(run_dir / "config.yaml"), f"{run_dir}/config.yaml", spatial_dims, channels)
+
+
+def checked_backbone_spec(config: dict, where: str, spatial_dims: int, channels: int) -> BackboneSpec:
+    """``config["backbone_spec"]`` (a run's config.yaml or a model package's config.json), checked against the
+    data it is about to see."""
     try:
         spec = BackboneSpec(**config["backbone_spec"])
     except (KeyError, TypeError) as err:
-        raise MedsslError(f"{run_dir}/config.yaml has no valid backbone_spec ({err})") from None
+        raise MedsslError(f"{where} has no valid backbone_spec ({err})") from None
+    source = Path(where).parent
     if spec.spatial_dims != spatial_dims:
-        raise MedsslError(f"checkpoint {run_dir} is {spec.spatial_dims}D but the data is {spatial_dims}D")
+        raise MedsslError(f"checkpoint {source} is {spec.spatial_dims}D but the data is {spatial_dims}D")
     if spec.in_channels != channels:
-        raise MedsslError(f"checkpoint {run_dir} expects {spec.in_channels} channel(s) but the data has {channels}")
+        raise MedsslError(f"checkpoint {source} expects {spec.in_channels} channel(s) but the data has {channels}")
     return spec
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 from medssl.cli import build_parser, main
 from medssl.cli.args import floats, ints, window, words
 from medssl.cli.logs import RUN_LOG, routed_logs
+from medssl.cli.train import key_values
 
 # per argument type: tokens as a user types them, and the parsed values
 NEGATIVE_CASES = {
@@ -24,6 +25,8 @@ NEGATIVE_CASES = {
     window: [("-1000,400", (-1000.0, 400.0)), ("-1e3,-500", (-1000.0, -500.0))],
     floats: [("-1,0.5", [-1.0, 0.5]), ("-2.5", [-2.5])],
     ints: [("-1,2", [-1, 2]), ("-3", [-3])],
+    # KEY=VALUE pairs start with a key, never a minus: negative values inside them always parsed
+    key_values: [("shift=-0.5,range=[-1,1]", {"shift": "-0.5", "range": "[-1,1]"})],
 }
 
 
@@ -43,7 +46,8 @@ def _required(parser: argparse.ArgumentParser) -> list[str]:
         if not action.option_strings and action.nargs not in ("?", "*"):
             argv.append("x")
         elif action.option_strings and action.required:
-            argv += [action.option_strings[0], "x"]
+            argv += [action.option_strings[0], NEGATIVE_CASES[action.type][0][0] if action.type in NEGATIVE_CASES
+                     else "x"]
     return argv
 
 
@@ -71,7 +75,8 @@ def test_option_names_are_still_recognised_after_a_negative_value() -> None:
 
 def test_library_warnings_go_to_the_buffer_and_medssl_messages_to_stderr(capsys) -> None:
     # Lightning attaches its own console handler when imported before logging is configured
-    lightning = logging.getLogger("lightning.pytorch.fake_for_test")
+    lightning = logging.getLogger("medssl_test_library_with_its_own_handler")
+    lightning.setLevel(logging.INFO)
     lightning.addHandler(logging.StreamHandler(sys.stderr))
     lightning.propagate = False
     with routed_logs() as log:

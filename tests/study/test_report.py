@@ -70,6 +70,8 @@ def test_report_numbers_match_the_database(report):
         low, high = (float(v) for v in interval.strip(" ▲▼").strip("[]").split(","))
         assert low <= float(estimate) <= high
         assert row["verdict"] in ("better", "worse", "inconclusive") and row["Holm p"] != "–"
+        # the runs kept predictions.csv: test-set noise is in the interval, DeLong is computed per seed
+        assert row["CI covers"] == "seeds × test images" and row["DeLong p (median over seeds)"].endswith("< 0.05)")
 
 
 def test_the_report_opens_with_the_answer_and_the_protocol_box(report):
@@ -80,6 +82,7 @@ def test_the_report_opens_with_the_answer_and_the_protocol_box(report):
     assert "one pre-trained encoder per seed" in facts["encoders"]  # the tiny spec pre-trains per seed
     assert facts["fine-tuning budget"].startswith("one recipe for every arm, no per-arm tuning (batch_size 16")
     assert "split(s) train" in facts["pre-training data"] and "TEST" not in facts["pre-training data"]
+    assert "2 of 2 comparisons had per-sample test outcomes" in facts["intervals"]
     assert "over the 2 comparisons of each metric" in facts["verdicts"] and "Holm" in facts["verdicts"]
     assert built.answer and ("Pre-training helps" in built.answer[0] or "No pre-trained method" in built.answer[0])
     assert any(line.startswith("Compute: rotation pre-training") for line in built.answer)

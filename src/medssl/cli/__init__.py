@@ -10,12 +10,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from medssl.cli import advise, anomaly, evaluate, info, study, train
+from medssl.cli import advise, anomaly, data, evaluate, export, info, study, train
 from medssl.cli.args import Parser
 from medssl.cli.logs import log_file_for, routed_logs, write_log
 from medssl.errors import MedsslError
 
-COMMAND_MODULES = (train, anomaly, evaluate, study, info, advise)
+COMMAND_MODULES = (train, anomaly, evaluate, export, study, info, advise, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

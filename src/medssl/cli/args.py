@@ -51,9 +51,28 @@ def words(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def numbers(kind: type, what: str):
+    """Parser of comma-separated numbers: ``1.5,1.5,2`` or one value."""
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be comma-separated numbers, got '{text}'") from None
+    return parse
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """Geometry and intensity of file sources (folders, manifests, MSD, DICOM)."""
+    p.add_argument("--spacing", type=numbers(float, "spacing"), metavar="X,Y,Z",
+                   help="resample volumes to this voxel size in mm (after reorienting to RAS)")
+    p.add_argument("--intensity", metavar="ct:LOW,HIGH|mr|range:LOW,HIGH",
+                   help="intensity normalisation: CT window in HU (MR by percentiles), MR percentiles, or a range")
+
+
 def add_run_options(p: argparse.ArgumentParser, batch_size: str) -> None:
     """Options of every training command (pretrain, finetune); ``batch_size`` describes its default."""
-    p.add_argument("--data", required=True, help="npz file, image folder, medmnist:NAME[@SIZE] or synthetic:lesions2d")
+    p.add_argument("--data", required=True, help="npz, folder (images/volumes/DICOM, or with labels.csv), glob,"
+                   " manifest .csv, MSD folder, prepared cache, medmnist:NAME[@SIZE] or synthetic:lesions2d")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help=f"samples per optimizer step (default: {batch_size})")
@@ -67,6 +86,10 @@ def add_run_options(p: argparse.ArgumentParser, batch_size: str) -> None:
     p.add_argument("--width", type=float, default=1.0, help="channel width factor (0.25-0.5 for CPU)")
     p.add_argument("--size", type=int, help="resize image-folder data to SIZE per axis")
     p.add_argument("--window", type=window, help="CT intensity window LOW,HIGH for image folders")
+    add_data_options(p)
+    p.add_argument("--patch", type=numbers(int, "patch"), metavar="X[,Y,Z]",
+                   help="train on random patches of volumes/images of this size (one value: every axis)")
+    p.add_argument("--slices", choices=("axial", "coronal", "sagittal"), help="train on 2D slices of volumes")
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--precision", default="32-true", help="32-true | 16-mixed | bf16-mixed")
@@ -84,7 +107,10 @@ def add_run_options(p: argparse.ArgumentParser, batch_size: str) -> None:
     p.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over all DDP processes")
     p.add_argument("--deterministic", action="store_true",
                    help="torch.use_deterministic_algorithms: reproducible on GPU too, slower")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress output (by default a bar on a terminal, else one line per epoch)")
+    p.add_argument("--logger", type=words, default=["csv"], metavar="NAMES",
+                   help="csv | tensorboard | mlflow, several comma-separated (mlflow: a file store in RUN/mlruns)")
 
 
 def run_options(args: argparse.Namespace) -> dict:
@@ -97,5 +123,6 @@ def run_options(args: argparse.Namespace) -> dict:
         "width": args.width, "channels_last": args.channels_last, "resume": args.resume,
         "checkpoint_every_n_steps": args.checkpoint_every, "strategy": args.strategy, "num_nodes": args.num_nodes,
         "sync_batchnorm": args.sync_batchnorm, "deterministic": args.deterministic,
-        "memory_limit_gb": args.memory_limit,
+        "memory_limit_gb": args.memory_limit, "spacing": args.spacing, "intensity": args.intensity,
+        "patch": args.patch, "slices": args.slices, "loggers": args.logger,
     }

@@ -1,10 +1,8 @@
-"""``medssl quickstart``, ``medssl methods`` and ``medssl data info``."""
+"""``medssl quickstart`` and ``medssl methods``."""
 
 from __future__ import annotations
 
 import argparse
-
-from medssl.cli.args import Parser, window
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,14 +16,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("methods", help="list pretext methods with family and dimensions")
     p.add_argument("--args", action="store_true", help="also list each method's hyperparameters and defaults")
     p.set_defaults(handler=run_methods)
-
-    p = sub.add_parser("data", help="data utilities")
-    data_sub = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)
-    info = data_sub.add_parser("info", help="describe a data spec")
-    info.add_argument("spec")
-    info.add_argument("--size", type=int)
-    info.add_argument("--window", type=window)
-    info.set_defaults(handler=run_data_info)
 
 
 def run_quickstart(args: argparse.Namespace) -> None:
@@ -46,8 +36,3 @@ def run_methods(args: argparse.Namespace) -> None:
             for key, (_, default) in method_parameters(METHODS[name]).items():
                 print(f"{'':<{width}}  {key}={list(default) if isinstance(default, tuple) else default}")
 
-
-def run_data_info(args: argparse.Namespace) -> None:
-    from medssl.data.sources import describe, load_data
-
-    print(describe(load_data(args.spec, size=args.size, window=args.window)))

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="postgresql://user@host/dbname (a SQLite file only for workers on one machine)")
     launch.add_argument("--runs", required=True, help="run root every worker sees (shared file system)")
     launch.add_argument("--executor", choices=["local", "slurm"], default="slurm")
-    launch.add_argument("--workers", type=int, required=True, help="worker tasks (the job array's size)")
+    launch.add_argument("--workers", type=int, default=1, help="worker tasks (the job array's size)")
     launch.add_argument("--gpus-per-worker", type=int, default=0)
     launch.add_argument("--cpus-per-worker", type=int)
     launch.add_argument("--partition", help="SLURM partition")

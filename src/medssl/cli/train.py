@@ -23,7 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("finetune", help="fine-tune a classifier or segmenter from a pre-trained run or from scratch")
     add_run_options(p, batch_size="64 for 2D images, 16 for 3D; --task segment: 8")
-    p.add_argument("--checkpoint", required=True, help="pre-training run directory, or 'scratch'")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--checkpoint",
+                       help="pre-training run directory, model package (medssl export), or 'scratch'")
+    start.add_argument("--init", dest="checkpoint", metavar="SCHEME:PATH",
+                       help="baseline weights: imagenet:FILE (torchvision ResNet-18/34/50 state_dict, 2D), "
+                            "medicalnet:FILE (MedicalNet 3D ResNet), package:DIR")
     p.add_argument("--label-fraction", type=float, help="fraction of the labelled training images (default 1)")
     p.add_argument("--augment", help="classify/segment: light | none | flips | rot90 | rotate | scale (the ladder; "
                                      "default light); detect: none | flips")

@@ -23,6 +23,8 @@ class Split:
         return len(self.labels)
 
     def subset(self, indices: np.ndarray) -> Split:
+        if hasattr(self.images, "subset"):  # patches of images (data.sampling.Crops): the same images, fewer draws
+            return Split(self.images.subset(indices), self.labels[indices])
         return Split(self.images[indices], self.labels[indices])
 
 

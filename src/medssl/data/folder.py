@@ -138,10 +138,10 @@ def _shape_error(rel: str, shape: tuple[int, ...], first: str, ref: tuple[int, .
     raise MedsslError(f"{rel}: shape {shape[1:]} differs from {first} {ref[1:]}; pass size= to resize")
 
 
-def _parse_labels(values: list[str], lines: list[int]) -> tuple[np.ndarray, list[str]]:
+def parse_labels(values: list[str], lines: list[int], where: str = "labels.csv") -> tuple[np.ndarray, list[str]]:
     for v, line in zip(values, lines, strict=True):
         if not v:
-            raise MedsslError(f"labels.csv line {line}: empty label")
+            raise MedsslError(f"{where} line {line}: empty label")
     names = sorted(set(values))
     try:
         ints = sorted({int(v) for v in values})
@@ -149,7 +149,7 @@ def _parse_labels(values: list[str], lines: list[int]) -> tuple[np.ndarray, list
         index = {name: i for i, name in enumerate(names)}
         return np.array([index[v] for v in values], dtype=np.int64), names
     if ints != list(range(len(ints))):
-        raise MedsslError(f"labels.csv: integer labels must be 0..{len(ints) - 1}, got {ints}")
+        raise MedsslError(f"{where}: integer labels must be 0..{len(ints) - 1}, got {ints}")
     return np.array([int(v) for v in values], dtype=np.int64), [str(i) for i in ints]
 
 
@@ -174,7 +174,7 @@ def _stratified(labels: np.ndarray, rng: np.random.Generator, val: float, test: 
     return out
 
 
-def _split_ids(rows: list[dict[str, str]], lines: list[int], labels: np.ndarray, seed: int,
+def split_ids(rows: list[dict[str, str]], lines: list[int], labels: np.ndarray, seed: int,
                val: float, test: float) -> np.ndarray:
     if "split" in rows[0]:
         for row, line in zip(rows, lines, strict=True):
@@ -210,8 +210,8 @@ def load_folder(root: str | Path, *, size: int | None = None, window: tuple[floa
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise MedsslError("val_fraction and test_fraction must be > 0 and sum to less than 1")
     rows, lines = _read_csv(root)
-    labels, class_names = _parse_labels([row["label"] for row in rows], lines)
-    split_ids = _split_ids(rows, lines, labels, seed, val_fraction, test_fraction)
+    labels, class_names = parse_labels([row["label"] for row in rows], lines)
+    split_of = split_ids(rows, lines, labels, seed, val_fraction, test_fraction)
 
     load = image_reader()
     images = []
@@ -225,7 +225,7 @@ def load_folder(root: str | Path, *, size: int | None = None, window: tuple[floa
 
     splits = {}
     for i, name in enumerate(SPLITS):
-        mask = split_ids == i
+        mask = split_of == i
         if not mask.any():
             raise MedsslError(f"{root}: the {name} split is empty (add images or a 'split' column)")
         splits[name] = Split(stacked[mask], labels[mask])

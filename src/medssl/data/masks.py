@@ -12,6 +12,7 @@ kept for evaluation at the original resolution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -23,6 +24,8 @@ from scipy import ndimage
 
 from medssl.data.dataset import SPLITS, UNLABELED, ImageData, Split
 from medssl.data.folder import IMAGE_KINDS, image_kind, image_reader, read_image, to_unit255
+from medssl.data.items import Collection
+from medssl.data.preprocess import Prepared, Preprocessing
 from medssl.errors import MedsslError
 
 CHANNELS = ("all", "grey", "green")
@@ -40,6 +43,7 @@ class SegSplit:
     fov: np.ndarray | None = None
     native_masks: list[np.ndarray] | None = None
     native_fov: list[np.ndarray] | None = None
+    spacing: list[tuple[float, ...]] | None = None  # voxel size (mm) of each image at the working resolution
 
     def __len__(self) -> int:
         return len(self.images)
@@ -50,7 +54,7 @@ class SegSplit:
 
         return SegSplit(self.images[indices], self.masks[indices], [self.names[i] for i in indices],
                         None if self.fov is None else self.fov[indices], pick(self.native_masks),
-                        pick(self.native_fov))
+                        pick(self.native_fov), pick(self.spacing))
 
     def eval_masks(self, i: int, native: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """Binary mask (1, *spatial) and FOV of image ``i``, at the original resolution if ``native``."""
@@ -223,32 +227,109 @@ def load_mask_folder(root: str | Path, *, mask_suffix: str = "_mask", fov: str =
                               f" {first_shape}{'' if size else '; pass --size to resize all images'}")
         if not images:
             first_layout, first_shape = layout, img.shape
-        if size is not None:
-            native_masks.append(mask)
-            native_fovs.append(region)
-            img = _resize(img, size)
-            region = None if region is None else _resize(region.astype(np.float32), size) >= 0.5
-            mask = _resize(mask.astype(np.float32), size) * 255
-        else:
-            mask = mask * 255
-        images.append(np.clip(np.rint(img), 0, 255).astype(np.uint8))
-        masks.append(np.clip(np.rint(mask), 0, 255).astype(np.uint8))
-        fovs.append(region)
+        work = _working(img, mask, region, size)
+        for collected, value in zip((images, masks, fovs, native_masks, native_fovs), work, strict=True):
+            collected.append(value)
     names = [_stem(p) for p, _, _ in pairs]
     n = len(pairs)
     bounds = {"train": (0, n - test - val), "val": (n - test - val, n - test), "test": (n - test, n)}
-    has_fov = fovs[0] is not None
-    splits = {}
-    for split, (lo, hi) in bounds.items():
-        splits[split] = SegSplit(
-            np.stack(images[lo:hi]), np.stack(masks[lo:hi]), names[lo:hi],
-            np.stack(fovs[lo:hi]) if has_fov else None,
-            native_masks[lo:hi] if size is not None else None,
-            native_fovs[lo:hi] if size is not None and has_fov else None,
-        )
+    split_of = np.concatenate([np.full(hi - lo, SPLITS.index(s)) for s, (lo, hi) in bounds.items()])
+    splits = _splits(split_of, names, images, masks, fovs, native_masks if size is not None else None,
+                     native_fovs if size is not None else None, None)
     source = {"mask_suffix": mask_suffix, "fov": fov, "channel": channel, "size": size,
               "split_names": {s: splits[s].names for s in SPLITS}}
     return SegData(root.resolve().name, splits, images[0].ndim - 1, source)
+
+
+def _working(img: np.ndarray, mask: np.ndarray, region: np.ndarray | None, size: int | None) -> tuple:
+    """(image uint8, mask coverage uint8, fov, native mask, native fov) at the working resolution: resized to
+    ``size`` per axis (the native masks kept for evaluation), else as they are."""
+    native = (mask, region)
+    if size is not None:
+        img = _resize(img, size)
+        region = None if region is None else _resize(region.astype(np.float32), size) >= 0.5
+        mask = _resize(mask.astype(np.float32), size) * 255
+    else:
+        mask = mask * 255
+    return (np.clip(np.rint(img), 0, 255).astype(np.uint8), np.clip(np.rint(mask), 0, 255).astype(np.uint8),
+            region, *native)
+
+
+def _splits(split_of: np.ndarray, names: list[str], images: list, masks: list, fovs: list,
+            native_masks: list | None, native_fovs: list | None, spacing: list | None) -> dict[str, SegSplit]:
+    has_fov = fovs[0] is not None
+    out = {}
+    for i, split in enumerate(SPLITS):
+        idx = np.flatnonzero(split_of == i)
+        if len(idx) == 0:
+            raise MedsslError(f"no {split} images: a 'split' column must name train, val and test rows")
+
+        def pick(values: list | None, idx: np.ndarray = idx) -> list | None:
+            return None if values is None else [values[j] for j in idx]
+
+        out[split] = SegSplit(
+            np.stack(pick(images)), np.stack(pick(masks)), pick(names), np.stack(pick(fovs)) if has_fov else None,
+            pick(native_masks), pick(native_fovs) if has_fov else None, pick(spacing))
+    return out
+
+
+# ------------------------------------------------------------------------------ manifests, MSD (items)
+
+def _pad_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.pad(array, [(0, 0)] + [(0, t - s) for s, t in zip(array.shape[1:], shape, strict=True)])
+
+
+def seg_data_from_items(collection: Collection, prepared: list[Prepared], pre: Preprocessing, *,
+                        fov: str = "none", channel: str = "all", size: int | None = None,
+                        val_count: int | None = None, test_count: int | None = None) -> SegData:
+    """Images with masks from a manifest or an MSD folder. Label maps count as foreground where > 0 (the class
+    names are recorded). Splits: the items' own when every item has one, else by order as mask folders.
+    Volumes of different sizes are zero-padded to the largest and the padding lies outside the field of view."""
+    from medssl.data.assemble import fit_size
+
+    prepared = [p for p in prepared if p.mask is not None]
+    if not prepared:
+        raise MedsslError(f"{collection.name}: no image has a mask")
+    if channel not in CHANNELS:
+        raise MedsslError(f"channel must be one of {', '.join(CHANNELS)}, got '{channel}'")
+    keep_scale = size is not None and pre.spacing is not None
+    images, masks, fovs, native_masks, native_fovs = [], [], [], [], []
+    for p in prepared:
+        img = _select_channels(p.image, channel, Path(p.item.name))
+        mask = p.mask > 0
+        region = p.fov > 0 if p.fov is not None else (threshold_fov(p.image) if fov == "threshold" else None)
+        if keep_scale:  # physical scale kept: centre crop/pad to size, no resize
+            img = fit_size(img, size, True)
+            mask = fit_size(mask.astype(np.uint8), size, True) > 0
+            region = None if region is None else fit_size(region.astype(np.uint8), size, True) > 0
+        work = _working(img.astype(np.float64), mask, region, None if keep_scale else size)
+        for collected, value in zip((images, masks, fovs, native_masks, native_fovs), work, strict=True):
+            collected.append(value)
+    layouts = {(im.ndim, im.shape[0]) for im in images}
+    if len(layouts) > 1:
+        raise MedsslError(f"{collection.name}: images differ in dimensions or channels {sorted(layouts)}")
+    shapes = {im.shape[1:] for im in images}
+    if len(shapes) > 1:
+        largest = tuple(int(v) for v in np.max([list(s) for s in shapes], axis=0))
+        fovs = [_pad_to(np.ones((1, *im.shape[1:]), bool) if f is None else f, largest) for im, f in zip(
+            images, fovs, strict=True)]
+        images = [_pad_to(im, largest) for im in images]
+        masks = [_pad_to(m, largest) for m in masks]
+    names = [p.item.name for p in prepared]
+    if all(p.item.split for p in prepared):
+        split_of = np.array([SPLITS.index(p.item.split) for p in prepared])
+    else:
+        n = len(prepared)
+        val, test = _split_counts(n, val_count, test_count)
+        split_of = np.array([0] * (n - test - val) + [1] * val + [2] * test)
+    resized = size is not None and not keep_scale
+    spacing = [p.spacing if not resized else tuple(s * n / size for s, n in zip(p.spacing, p.image.shape[1:],
+                                                                                 strict=True)) for p in prepared]
+    splits = _splits(split_of, names, images, masks, fovs, native_masks if resized else None,
+                     native_fovs if resized else None, spacing)
+    source = {"kind": collection.kind, "fov": fov, "channel": channel, "size": size, **pre.to_dict(),
+              "class_names": collection.class_names, "split_names": {s: splits[s].names for s in SPLITS}}
+    return SegData(collection.name, splits, images[0].ndim - 1, source)
 
 
 # --------------------------------------------------------------------------------------------- synthetic
@@ -288,8 +369,10 @@ def make_blobs(spatial_dims: int, *, n: int = 40, size: int = 32, seed: int = 0)
 
 def load_seg_data(spec: str, *, seed: int = 0, size: int | None = None, mask_suffix: str = "_mask",
                   fov: str = "none", channel: str = "all", val_count: int | None = None,
-                  test_count: int | None = None) -> SegData:
-    """A mask folder, or ``synthetic:blobs2d[@SIZE][?n=N]`` / ``synthetic:blobs3d``."""
+                  test_count: int | None = None, preprocessing: Preprocessing | None = None,
+                  log: Callable[[str], None] | None = None) -> SegData:
+    """A mask folder, a manifest with a mask column, an MSD/nnU-Net folder, or ``synthetic:blobs2d[@SIZE]
+    [?n=N]`` / ``synthetic:blobs3d``. ``preprocessing`` (spacing, intensity) applies to manifests and MSD."""
     if spec.startswith("synthetic:"):
         body, _, query = spec.removeprefix("synthetic:").partition("?")
         kind, _, size_text = body.partition("@")
@@ -304,6 +387,23 @@ def load_seg_data(spec: str, *, seed: int = 0, size: int | None = None, mask_suf
                 raise MedsslError(f"bad option '{key}={value}' in '{spec}'; known: n=INT, seed=INT")
             options[key] = int(value)
         return make_blobs(dims, **options)
+    from medssl.data.assemble import prepare_collection
+    from medssl.data.registry import sources
+
+    source = next((s for s in sources() if s.name in ("manifest", "msd", "cache") and s.detect(spec)), None)
+    if source is not None:
+        from medssl.data.sources import prepared_items
+
+        pre = preprocessing or Preprocessing()
+        if source.prepared is None:  # decode only the images with a mask
+            collection = source.scan(spec)
+            collection.items = [item for item in collection.items if item.mask is not None]
+            if not collection.items:
+                raise MedsslError(f"{collection.name}: no image has a mask (a manifest needs a 'mask' column)")
+        collection, prepared = prepared_items(source, spec, pre, log) if source.prepared is not None else (
+            collection, prepare_collection(collection, pre, log))
+        return seg_data_from_items(collection, prepared, pre, fov=fov, channel=channel, size=size,
+                                   val_count=val_count, test_count=test_count)
     return load_mask_folder(spec, mask_suffix=mask_suffix, fov=fov, channel=channel, size=size,
                             val_count=val_count, test_count=test_count)
 

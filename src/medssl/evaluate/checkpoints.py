@@ -11,6 +11,8 @@ from torch import Tensor, nn
 from medssl.data.dataset import ImageData
 from medssl.errors import MedsslError
 from medssl.models.encoder import BackboneSpec, Encoder
+from medssl.models.init import init_scheme, load_init
+from medssl.models.package import is_package, load_package_encoder
 from medssl.runio import is_complete, load_state, run_backbone_spec
 
 RANDOM = "random"
@@ -29,10 +31,13 @@ class FrozenClassifier(nn.Module):
 
 
 def run_kind(checkpoint: str | Path) -> str:
-    """'pretrain' or 'finetune' for a finished run dir; a user error for anything else."""
+    """'pretrain' or 'finetune' for a finished run dir, 'package' for a model package; a user error for
+    anything else."""
     run_dir = Path(checkpoint)
     if not run_dir.is_dir():
         raise MedsslError(f"checkpoint directory not found: {run_dir}")
+    if is_package(run_dir):
+        return "package"
     if not is_complete(run_dir):
         raise MedsslError(f"{run_dir} is not a finished run (no metrics.json)")
     if (run_dir / "classifier.pt").is_file():
@@ -53,11 +58,16 @@ def _classifier_parts(run_dir: Path, data: ImageData) -> tuple[Encoder, dict[str
 def load_encoder(checkpoint: str | Path, data: ImageData, *, backbone: str = "resnet18", width: float = 1.0,
                  seed: int = 0) -> Encoder:
     """The encoder to evaluate, in eval mode: ``random`` (a seeded random-init ``backbone``, the baseline),
-    a pre-training run dir (its encoder.pt) or a fine-tuning run dir (the encoder part of classifier.pt)."""
+    a pre-training run dir (its encoder.pt), a model package or a fine-tuning run dir (the encoder part of
+    classifier.pt)."""
     if str(checkpoint) == RANDOM:
         with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's random state
             torch.manual_seed(seed)
             encoder = Encoder(BackboneSpec(backbone, data.spatial_dims, data.channels, width))
+    elif init_scheme(checkpoint):
+        encoder = load_init(str(checkpoint), data.spatial_dims, data.channels)
+    elif run_kind(checkpoint) == "package":
+        encoder = load_package_encoder(checkpoint, data.spatial_dims, data.channels)
     elif run_kind(checkpoint) == "pretrain":
         run_dir = Path(checkpoint)
         encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))

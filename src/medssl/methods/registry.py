@@ -134,3 +134,16 @@ def coerce(value: Any, hint: Any, what: str) -> Any:
 
 def _describe(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint)
+
+
+def resolved_method_args(method: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter of ``method`` with its value in a run (defaults, then ``args``), as plain values;
+    ``name.key`` for combinations."""
+    task_classes = parse_method(method)
+    resolved = {}
+    for (cls, _), given in zip(task_classes, method_kwargs(task_classes, args), strict=True):
+        prefix = f"{cls.name}." if len(task_classes) > 1 else ""
+        for key, (_, default) in method_parameters(cls).items():
+            value = given.get(key, default)
+            resolved[prefix + key] = list(value) if isinstance(value, tuple) else value
+    return resolved

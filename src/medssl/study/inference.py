@@ -164,6 +164,14 @@ def _bootstrap_weights(n: int, resamples: int, rng: np.random.Generator) -> np.n
     return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float32)
 
 
+CHUNK_ELEMENTS = 2_000_000  # bootstrap weights evaluated per call: bounds memory on large test sets
+
+
+def _in_chunks(statistic: Statistic, outcome: Any, weights: np.ndarray) -> np.ndarray:
+    rows = max(1, CHUNK_ELEMENTS // weights.shape[1])
+    return np.concatenate([statistic(outcome, weights[i:i + rows]) for i in range(0, len(weights), rows)])
+
+
 def image_replicates(outcomes: Sequence[Any], references: Sequence[Any] | None, statistic: Statistic,
                      test_sets: Sequence[Hashable], sizes: Sequence[int], resamples: int = RESAMPLES,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -177,9 +185,10 @@ def image_replicates(outcomes: Sequence[Any], references: Sequence[Any] | None, 
         if key not in weights:
             weights[key] = _bootstrap_weights(sizes[s], resamples, rng)
         full = np.ones((1, sizes[s]), dtype=np.float32)
-        value, draws = statistic(outcome, full), statistic(outcome, weights[key])
+        value, draws = statistic(outcome, full), _in_chunks(statistic, outcome, weights[key])
         if references is not None:
-            value, draws = value - statistic(references[s], full), draws - statistic(references[s], weights[key])
+            value = value - statistic(references[s], full)
+            draws = draws - _in_chunks(statistic, references[s], weights[key])
         observed.append(float(value[0]))
         replicates.append(draws)
     return np.array(observed), np.stack(replicates)
@@ -275,24 +284,25 @@ def delong(scores_a: np.ndarray, scores_b: np.ndarray, positive: np.ndarray) -> 
 
 
 # --- multiplicity and verdicts -------------------------------------------------------------------------------
+def _ranked(p: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p as floats, an all-NaN output, positions of the finite p values in ascending order)."""
+    p = np.asarray(p, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(p))
+    return p, np.full_like(p, np.nan), finite[np.argsort(p[finite], kind="stable")]
+
+
 def holm(p: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjusted p values (NaN stays NaN and does not count as a comparison)."""
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    idx = np.flatnonzero(np.isfinite(p))
-    order = idx[np.argsort(p[idx], kind="stable")]
+    p, out, order = _ranked(p)
     m = len(order)
-    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else np.array([])
-    out[order] = np.minimum(adjusted, 1.0)
+    if m:
+        out[order] = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p[order]), 1.0)
     return out
 
 
 def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
     """Benjamini-Hochberg adjusted p values (step-up; NaN stays NaN and does not count)."""
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    idx = np.flatnonzero(np.isfinite(p))
-    order = idx[np.argsort(p[idx], kind="stable")]
+    p, out, order = _ranked(p)
     m = len(order)
     if m:
         scaled = p[order] * m / np.arange(1, m + 1)

@@ -396,7 +396,7 @@ def protocol(spec: dict, rows: list[dict], pretrains: list[dict], comparisons: l
                                           "measure fine-tuning noise only"))
     splits = sorted({s for r in pretrains for s in json.loads(r.get("config") or "{}").get("pretrain_splits", [])}) \
         or pretrain.get("pretrain_splits") or ["train"]
-    crops = " (crops of the segmentation images)" if segment else ""
+    crops = " (random crops of the segmentation training images)" if segment else ""
     facts.append(("pre-training data", f"split(s) {', '.join(splits)}{crops}"
                   + ("; includes TEST images" if "test" in splits else "")))
     facts.append(("fine-tuning budget", _tuning(spec)))
@@ -558,7 +558,8 @@ def to_html(report: Report) -> str:
             parts.append("</table>")
     failed = "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in report.failures) or "<li>none failed</li>"
     failed += "".join(f"<li>{e(line)}</li>" for line in report.unfinished)
-    parts.append(f"<h2>Failed or missing cells</h2><ul class='failed'>{failed}</ul>")
+    marked = " class='failed'" if report.failures else ""
+    parts.append(f"<h2>Failed or missing cells</h2><ul{marked}>{failed}</ul>")
     parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
     parts.append(f"<details><summary>Study spec</summary><pre>{e(json.dumps(report.spec, indent=2))}</pre>"
                  "</details></body></html>")

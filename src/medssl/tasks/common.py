@@ -15,6 +15,8 @@ from medssl.data.sources import load_data
 from medssl.errors import MedsslError
 from medssl.memory import MemoryPlan, default_batch_size, plan_memory, training_device
 from medssl.models.encoder import Encoder
+from medssl.models.init import init_scheme, load_init
+from medssl.models.package import is_package, load_package_encoder
 from medssl.runio import LAST_CHECKPOINT, is_complete, load_state, read_yaml, run_backbone_spec
 from medssl.training import BatchIndexedArrays
 
@@ -29,14 +31,27 @@ def execution_options(config: CommonConfig) -> dict:
     """The Trainer options that say where and how a run executes."""
     return {"accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes,
             "strategy": config.strategy, "sync_batchnorm": config.sync_batchnorm,
-            "deterministic": config.deterministic, "precision": config.precision}
+            "deterministic": config.deterministic, "precision": config.precision, "loggers": config.loggers,
+            "run_name": Path(config.out).name, "tags": run_tags(config)}
+
+
+def run_tags(config: CommonConfig) -> dict[str, str]:
+    """What a tracker shows about a run: its data, seed and, where the config has them, method, backbone and
+    starting checkpoint."""
+    fields = ("data", "seed", "method", "backbone", "width", "checkpoint", "label_fraction")
+    return {name: str(getattr(config, name)) for name in fields if getattr(config, name, None) is not None}
 
 
 def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
-    """Encoder from a finished pre-training run dir, checked against the data it will see."""
+    """Encoder from a finished pre-training run dir, a model package or a baseline initialisation
+    (``imagenet:PATH``, ``medicalnet:PATH``, ``package:DIR``), checked against the data it will see."""
+    if init_scheme(checkpoint):
+        return load_init(str(checkpoint), data.spatial_dims, data.channels)
     run_dir = Path(checkpoint)
     if not run_dir.is_dir():
         raise MedsslError(f"checkpoint directory not found: {run_dir}")
+    if is_package(run_dir):
+        return load_package_encoder(run_dir, data.spatial_dims, data.channels)
     if not is_complete(run_dir) or not (run_dir / "encoder.pt").is_file():
         raise MedsslError(f"{run_dir} is not a finished pre-training run (no metrics.json or encoder.pt)")
     encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
@@ -46,7 +61,10 @@ def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
 
 def load_image_data(config: CommonConfig, data: ImageData | None) -> ImageData:
     """``data`` if given, else the data ``config.data`` names."""
-    return data if data is not None else load_data(config.data, size=config.size, window=config.window)
+    if data is not None:
+        return data
+    return load_data(config.data, size=config.size, window=config.window, preprocessing=config.preprocessing(),
+                     sampling=config.sampling())
 
 
 def with_default_batch(config, task: str, spatial_dims: int):
