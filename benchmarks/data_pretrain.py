@@ -2,16 +2,16 @@
 resident memory when the cache is larger than the memory the process may use.
 
     python benchmarks/data_pretrain.py throughput [--steps 12] [--reps 2]
-    python benchmarks/data_pretrain.py rss [--cache-gb 3] [--steps 30]
+    python benchmarks/data_pretrain.py rss [--limit-gb 2] [--steps 20]
 
 ``throughput``: 3D SimCLR, ResNet-10 x0.25, batch 8, 64^3 patches. The cache side draws random patches from
 memory-mapped volumes on every step (what ``--data CACHE --patch 64`` does); the in-memory side trains on an
 array of patches drawn once. Repetitions alternate. One JSON line: images/s of each and their ratio.
 
-``rss``: prepares 6 generated volumes, replicates their cache entries until the cache holds --cache-gb GB
-(the issue allows a replicated corpus), pre-trains from it in a child process and reports the child's peak
-RSS (ru_maxrss) beside the cache size. No memory limit is imposed: the figure is the resident memory the run
-needed, to compare with the cache it read.
+``rss``: prepares 6 generated 160x160x128 volumes, pre-trains from them (48^3 patches, batch 4) in a child
+process whose data segment is capped at --limit-gb (RLIMIT_DATA: heap and anonymous memory, not read-only file
+mappings), then replicates the cache entries until the cache is 3x that limit (a replicated corpus) and runs
+the same child on it. One JSON line: both children's peak RSS (GNU time's maximum resident set) beside the cache sizes.
 """
 
 from __future__ import annotations
@@ -84,14 +84,30 @@ def throughput(args: argparse.Namespace) -> None:
                       "threads": torch.get_num_threads(), "cpus": os.cpu_count()}))
 
 
+def _pretrain_child(cache: Path, out: Path, steps: int, limit: int) -> float:
+    """Peak RSS (GB) of a CLI pre-training child whose data segment (heap, anonymous memory; not read-only file
+    mappings) is capped at ``limit`` bytes."""
+    command = [sys.executable, "-m", "medssl.cli", "pretrain", "--data", str(cache), "--patch", "48",
+               "--method", "simclr", "--backbone", "resnet10", "--width", "0.25", "--batch-size", "4",
+               "--max-steps", str(steps), "--epochs", "1", "--out", str(out), "--no-progress", "--accelerator", "cpu"]
+    result = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", *command], check=True, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_DATA, (limit, limit)))
+    line = next(x for x in reversed(result.stderr.splitlines()) if x.startswith("maxrss_kb="))
+    return int(line.removeprefix("maxrss_kb=")) / 1e6
+
+
 def rss(args: argparse.Namespace) -> None:
+    limit = int(args.limit_gb * 1e9)
     with tempfile.TemporaryDirectory() as tmp:
         cache = make_cache(Path(tmp), 6, (160, 160, 128))
+        small_peak = _pretrain_child(cache, Path(tmp) / "small", args.steps, limit)
         manifest = json.loads((cache / MANIFEST).read_text())
         originals = list(manifest["items"])
         size = sum((cache / e["image"]).stat().st_size for e in originals)
+        small_size = size
         copies = 0
-        while size < args.cache_gb * 1e9:
+        while size < 3 * limit:
             for entry in originals:
                 copy = dict(entry, name=f"{entry['name']}#{copies}", image=f"volumes/copy{copies:05d}.npy")
                 shutil.copyfile(cache / entry["image"], cache / copy["image"])
@@ -99,17 +115,11 @@ def rss(args: argparse.Namespace) -> None:
                 size += (cache / entry["image"]).stat().st_size
                 copies += 1
         (cache / MANIFEST).write_text(json.dumps(manifest))
-        command = [sys.executable, "-m", "medssl.cli", "pretrain", "--data", str(cache), "--patch", "64",
-                   "--method", "simclr", "--backbone", "resnet10", "--width", "0.25", "--batch-size", "8",
-                   "--max-steps", str(args.steps), "--epochs", "1", "--out", str(Path(tmp) / "run"),
-                   "--no-progress", "--accelerator", "cpu"]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        print(json.dumps({"benchmark": "pretrain_rss_from_cache", "cache_GB": round(size / 1e9, 2),
-                          "volumes": len(manifest["items"]), "steps": args.steps, "patch": 64, "batch": 8,
-                          "peak_rss_GB": round(peak_kb / 1e6, 2),
-                          "machine_memory_GB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-                                                     / 1e9, 1)}))
+        large_peak = _pretrain_child(cache, Path(tmp) / "large", args.steps, limit)
+    print(json.dumps({"benchmark": "pretrain_rss_from_cache", "memory_limit_GB": args.limit_gb,
+                      "cache_GB": round(size / 1e9, 2), "volumes": len(manifest["items"]),
+                      "peak_rss_GB": round(large_peak, 2), "small_cache_GB": round(small_size / 1e9, 2),
+                      "small_cache_peak_rss_GB": round(small_peak, 2), "steps": args.steps, "patch": 48, "batch": 4}))
 
 
 def main() -> None:
@@ -119,8 +129,8 @@ def main() -> None:
     t.add_argument("--steps", type=int, default=12)
     t.add_argument("--reps", type=int, default=2)
     r = sub.add_parser("rss")
-    r.add_argument("--cache-gb", type=float, default=3.0)
-    r.add_argument("--steps", type=int, default=30)
+    r.add_argument("--limit-gb", type=float, default=2.0)
+    r.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     throughput(args) if args.mode == "throughput" else rss(args)
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from medssl.data.dataset import SPLITS
 from medssl.data.preprocess import Preprocessing
-from medssl.data.sampling import Sampling
+from medssl.data.sampling import Sampling, as_sizes
 from medssl.errors import MedsslError
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
@@ -77,6 +77,10 @@ class CommonConfig:
                    f"window must be LOW,HIGH with LOW < HIGH, got {self.window}")
         self.preprocessing()
         self.sampling()
+
+    def __post_init__(self) -> None:  # "64", 64 or [64, 64, 32] (CLI, YAML, notebook) -> a tuple
+        self.spacing = as_sizes(self.spacing, float, "spacing")
+        self.patch = as_sizes(self.patch, int, "patch")
 
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(spacing=self.spacing, intensity=self.intensity)

@@ -66,3 +66,38 @@ def test_segmentation_rejects_classification_patch_options(tmp_path, capsys):
     assert main(["finetune", "--data", str(data), "--out", str(tmp_path / "r"), "--patch", "16", *SEGMENT]) == 2
     assert error_lines(capsys) == ["medssl: error: segmentation samples its own foreground-aware patches: use"
                                    " --patch-size, not --patch/--slices"]
+
+
+@pytest.fixture(scope="module")
+def ct_and_mr(tmp_path_factory):
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("mixed")
+    write_series(root / "ct", np.zeros((4, 6, 6)) - 1000, modality="CT")
+    write_series(root / "mr", np.ones((4, 6, 6)) * 300, modality="MR")
+    return root
+
+
+def test_bad_data_inputs_are_one_line_errors(tmp_path, capsys, ct_and_mr):
+    cache = tmp_path / "cache"
+    cases = [
+        (["data", "prepare", str(ct_and_mr), "--out", str(cache), "--no-progress"], "mixes modalities CT and MR"),
+        (["pretrain", "--data", str(ct_and_mr), "--out", str(tmp_path / "r1"), *TINY], "mixes modalities CT and MR"),
+        (["data", "prepare", str(tmp_path / "none.csv"), "--out", str(cache)], "manifest not found"),
+    ]
+    (tmp_path / "m.csv").write_text("path,label\nscans/absent.nii.gz,1\n")
+    cases.append((["finetune", "--data", str(tmp_path / "m.csv"), "--checkpoint", "scratch", "--out",
+                   str(tmp_path / "r2"), *TINY], "m.csv line 2: 'scans/absent.nii.gz' not found"))
+    for argv, match in cases:
+        assert main(argv) == 2, argv
+        lines = error_lines(capsys)
+        assert len(lines) == 1 and match in lines[0], (argv, lines)
+    assert not cache.exists() and not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+    assert main(["data", "prepare", str(ct_and_mr), "--out", str(cache), "--intensity", "ct:-1000,400",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["data", "prepare", str(ct_and_mr), "--out", str(cache), "--intensity", "mr", "--no-progress"]) == 2
+    assert "built with other options (intensity)" in error_lines(capsys)[0]
+    assert main(["pretrain", "--data", str(cache), "--intensity", "mr", "--patch", "4", "--out",
+                 str(tmp_path / "r3"), *TINY]) == 2
+    assert "was prepared with intensity ct:-1000,400, not mr" in error_lines(capsys)[0]

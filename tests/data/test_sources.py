@@ -144,3 +144,12 @@ def test_mixed_ct_and_mr_without_an_intensity_option_is_refused(tmp_path):
         load_data(str(tmp_path / "m.csv"))
     data = load_data(str(tmp_path / "m.csv"), preprocessing=Preprocessing(intensity="ct:-1000,400"))
     assert len(data.splits["train"]) == 2
+
+
+def test_a_manifest_split_column_without_val_rows_is_one_error(tmp_path):
+    manifest = write_drive(tmp_path)
+    lines = manifest.read_text().splitlines()
+    rows = [f"{line},{'train' if i < 4 else 'test'}" for i, line in enumerate(lines[1:])]
+    (tmp_path / "split.csv").write_text("\n".join([lines[0] + ",split", *rows]) + "\n")
+    with pytest.raises(MedsslError, match="no val images: a 'split' column must name train, val and test rows"):
+        load_seg_data(str(tmp_path / "split.csv"))

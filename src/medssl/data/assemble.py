@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -32,8 +33,9 @@ def finish(collection: Collection, prepared: list[Prepared], log: Callable[[str]
     if not prepared:
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in collection.skipped[:3])
         raise MedsslError(f"{collection.name}: no readable image found" + (f" ({reasons})" if reasons else ""))
-    if collection.skipped and log is not None:
-        log(f"{collection.name}: skipped {len(collection.skipped)} file(s)/series (`medssl data info` lists why)")
+    if collection.skipped:
+        message = f"{collection.name}: skipped {len(collection.skipped)} file(s)/series (`medssl data info` lists why)"
+        (log or logging.getLogger("medssl.data").warning)(message)
     return prepared
 
 
@@ -72,7 +74,7 @@ def _labels_and_splits(items: list[Item], seed: int, val_fraction: float, test_f
     if missing:
         raise MedsslError(f"{where}: {len(missing)} image(s) without a label (first: {missing[0]})")
     lines = list(range(2, len(items) + 2))
-    labels, class_names = parse_labels([item.label or "" for item in items], lines)
+    labels, class_names = parse_labels([item.label or "" for item in items], lines, where)
     rows = [{"split": item.split or "", "patient_id": item.patient_id or ""} for item in items]
     has = {key: all(row[key] for row in rows) for key in ("split", "patient_id")}
     rows = [{k: v for k, v in row.items() if has[k]} for row in rows]

@@ -138,10 +138,10 @@ def _shape_error(rel: str, shape: tuple[int, ...], first: str, ref: tuple[int, .
     raise MedsslError(f"{rel}: shape {shape[1:]} differs from {first} {ref[1:]}; pass size= to resize")
 
 
-def parse_labels(values: list[str], lines: list[int]) -> tuple[np.ndarray, list[str]]:
+def parse_labels(values: list[str], lines: list[int], where: str = "labels.csv") -> tuple[np.ndarray, list[str]]:
     for v, line in zip(values, lines, strict=True):
         if not v:
-            raise MedsslError(f"labels.csv line {line}: empty label")
+            raise MedsslError(f"{where} line {line}: empty label")
     names = sorted(set(values))
     try:
         ints = sorted({int(v) for v in values})
@@ -149,7 +149,7 @@ def parse_labels(values: list[str], lines: list[int]) -> tuple[np.ndarray, list[
         index = {name: i for i, name in enumerate(names)}
         return np.array([index[v] for v in values], dtype=np.int64), names
     if ints != list(range(len(ints))):
-        raise MedsslError(f"labels.csv: integer labels must be 0..{len(ints) - 1}, got {ints}")
+        raise MedsslError(f"{where}: integer labels must be 0..{len(ints) - 1}, got {ints}")
     return np.array([int(v) for v in values], dtype=np.int64), [str(i) for i in ints]
 
 

@@ -261,6 +261,8 @@ def _splits(split_of: np.ndarray, names: list[str], images: list, masks: list, f
     out = {}
     for i, split in enumerate(SPLITS):
         idx = np.flatnonzero(split_of == i)
+        if len(idx) == 0:
+            raise MedsslError(f"no {split} images: a 'split' column must name train, val and test rows")
 
         def pick(values: list | None, idx: np.ndarray = idx) -> list | None:
             return None if values is None else [values[j] for j in idx]

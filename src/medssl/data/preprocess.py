@@ -35,6 +35,9 @@ class Preprocessing:
     crop_foreground: bool = False
 
     def __post_init__(self) -> None:
+        from medssl.data.sampling import as_sizes
+
+        object.__setattr__(self, "spacing", as_sizes(self.spacing, float, "spacing"))
         if self.spacing is not None and (len(self.spacing) not in (1, 3)
                                          or not all(0 < s < 1000 for s in self.spacing)):
             raise MedsslError(f"spacing must be X,Y,Z (or one value) in mm, each > 0, got {self.spacing}")

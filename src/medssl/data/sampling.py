@@ -28,12 +28,24 @@ class Sampling:
     patches_per_image: int = DEFAULT_PATCHES_PER_IMAGE  # random patches per image and training epoch
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "patch", as_sizes(self.patch, int, "patch"))
         if self.patch is not None and (not 1 <= len(self.patch) <= 3 or min(self.patch) < 4):
             raise MedsslError(f"patch must be 1 to 3 sizes of at least 4 voxels, got {self.patch}")
         if self.slices is not None and self.slices not in SLICE_AXES:
             raise MedsslError(f"slices must be one of {', '.join(SLICE_AXES)}, got {self.slices!r}")
         if self.patches_per_image < 1:
             raise MedsslError(f"patches per image must be >= 1, got {self.patches_per_image}")
+
+
+def as_sizes(value: object, kind: type, what: str) -> tuple | None:
+    """``64``, ``[64, 64, 32]`` or ``"64,64,32"`` (a YAML spec, a notebook, the CLI) as a tuple of ``kind``."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    try:
+        return tuple(kind(v) for v in parts)
+    except (TypeError, ValueError):
+        raise MedsslError(f"{what} must be one number or X,Y,Z, got {value!r}") from None
 
 
 def _fit(image: np.ndarray, patch: tuple[int, ...], rng: np.random.Generator | None) -> np.ndarray:
@@ -91,10 +103,10 @@ class Crops:
         return Crops(self.images, self.image_of[indices], self.patch, random=self.random, axis=self.axis,
                      slice_of=None if self.slice_of is None else self.slice_of[indices])
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # centre crops, for code that wants a real array
-        return np.stack([_fit(self.images[i] if self.axis is None else
-                              np.take(self.images[i], self.slice_of[k], axis=self.axis + 1), self.patch, None)
-                         for k, i in enumerate(self.image_of)]).astype(dtype or np.uint8)
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        # a silent conversion would freeze one draw of patches (e.g. np.concatenate of two splits' patches)
+        raise MedsslError("patches are drawn per batch and cannot be turned into one array: pool a single split"
+                          " (e.g. pre-train on the train split only)")
 
 
 def make_crops(images: list[np.ndarray], sampling: Sampling, train: bool) -> Crops:

@@ -254,12 +254,19 @@ def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: flo
         store.close()
 
 
+DATA_OPTIONS = ("spacing", "intensity", "patch", "slices")
+
+
 def _data(config: dict, cache: dict) -> ImageData:
+    from medssl.config import CommonConfig
     from medssl.data.sources import load_data
 
-    key = (config["data"], config.get("size"))
+    # the data options of a study's `run:` (spacing, intensity, patch, slices), as the training config reads them
+    options = CommonConfig(data=config["data"], out="", **{k: config.get(k) for k in DATA_OPTIONS})
+    key = (config["data"], config.get("size"), *(str(config.get(k)) for k in DATA_OPTIONS))
     if key not in cache:
-        cache[key] = load_data(config["data"], size=config.get("size"))
+        cache[key] = load_data(config["data"], size=config.get("size"), preprocessing=options.preprocessing(),
+                               sampling=options.sampling())
     return cache[key]
 
 

@@ -54,7 +54,7 @@ SEGMENT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch",
                 "augment", "transfer", "threshold")
 MASK_KEYS = ("mask_suffix", "fov", "channel", "val_count", "test_count")
 DEFAULT_CROPS = 1024  # pre-training crops of the segmentation training images (upstream: same)
-RUN_KEYS = ("accelerator", "devices", "precision", "num_workers")
+RUN_KEYS = ("accelerator", "devices", "precision", "num_workers", "spacing", "intensity", "patch", "slices")
 
 
 @dataclass(frozen=True)

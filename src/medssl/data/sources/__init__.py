@@ -129,6 +129,7 @@ def _register_builtin() -> None:
         Source("folder", files.is_image_folder, "a folder of images/volumes/DICOM", scan=files.scan_folder),
         Source("manifest", manifest.detect, "a manifest .csv (path[,label][,mask][,fov][,split][,patient_id])",
                scan=manifest.scan),
+        Source("file", files.is_image_file, "one image or volume file", scan=files.scan_glob),
         Source("npz", _is_npz, "an .npz file", load=_load_npz),
         Source("glob", files.is_glob, "a glob pattern", scan=files.scan_glob),
     ):

@@ -77,13 +77,21 @@ def scan_folder(spec: str) -> Collection:
 
 
 def scan_glob(spec: str) -> Collection:
-    files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+    """A glob pattern, or one file's path (which globs to itself)."""
+    files = sorted(Path(p) for p in glob.glob(glob.escape(spec) if Path(spec).is_file() else spec, recursive=True)
+                   if Path(p).is_file())
     items, skipped = collect(files, None)
     return Collection(spec, "glob", items, skipped)
 
 
 def is_glob(spec: str) -> bool:
     return any(c in spec for c in GLOB_CHARS) and not Path(spec).exists()
+
+
+def is_image_file(spec: str) -> bool:
+    path = Path(spec)
+    return path.is_file() and (reader_for(path) is not None or (path.suffix.lower() != ".npz"
+                                                                and dicom.looks_like_dicom(path)))
 
 
 def is_image_folder(spec: str) -> bool:
