@@ -13,6 +13,7 @@ PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 # "light" is the default crop + flips; the others are the study augmentation ladder, each rung adding to the last
 AUGMENTATIONS = ("none", "light", "flips", "rot90", "rotate", "scale")
 LOSSES = ("ce", "weighted_ce", "focal")
+LOGGERS = ("csv", "tensorboard", "mlflow")  # Lightning loggers a run writes to (several allowed)
 VAL_LABELS = ("full", "matched")
 
 
@@ -50,6 +51,7 @@ class CommonConfig:
     sync_batchnorm: bool = False
     checkpoint_every_n_steps: int | None = None  # mid-epoch checkpoints (always one per epoch)
     deterministic: bool = False  # torch.use_deterministic_algorithms (GPU: slower, some ops refuse)
+    loggers: list[str] = field(default_factory=lambda: ["csv"])  # any of LOGGERS
     memory_limit_gb: float | None = None  # memory a training step may use; None: what the machine has free
 
 
@@ -63,6 +65,9 @@ class CommonConfig:
         _check(self.devices >= 1, "devices must be >= 1")
         _check(self.num_workers >= 0, "num_workers must be >= 0")
         _check(self.num_nodes >= 1, "num_nodes must be >= 1")
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        _check(bool(self.loggers) and not unknown,
+               f"unknown logger '{(unknown or [''])[0]}'; choose from {', '.join(LOGGERS)}")
         _check(not (self.resume and self.overwrite), "--resume and --overwrite exclude each other")
         _check(self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 1,
                f"checkpoint every n steps must be >= 1, got {self.checkpoint_every_n_steps}")

@@ -22,7 +22,7 @@ COMPLETE_MARKER = "metrics.json"  # written last, atomically
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # the full training state a run resumes from
 # config fields that say how a run executes, not what it computes: a resumed run may change them
 EXECUTION_FIELDS = frozenset({"out", "overwrite", "resume", "accelerator", "devices", "num_nodes", "strategy",
-                              "num_workers", "checkpoint_every_n_steps", "deterministic", "memory_limit_gb",
+                              "num_workers", "checkpoint_every_n_steps", "deterministic", "memory_limit_gb", "loggers",
                               # medssl.memory's plan: a resumed run keeps its micro-batch; the figures vary
                               "micro_batch", "accumulate_grad_batches", "memory_estimate_gb", "memory_available_gb",
                               "memory_source"})
@@ -88,14 +88,18 @@ def atomic_save(path: Path, obj: Any) -> None:
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """Load a tensor state_dict without ever unpickling code (``weights_only=True``)."""
+def load_state(path: Path, kind: str = "medssl", *, unwrap: bool = False) -> dict[str, torch.Tensor]:
+    """Load a tensor state_dict without ever unpickling code (``weights_only=True``). ``kind`` names the file in
+    errors (``imagenet``, ``medicalnet``: other tools' weights); ``unwrap`` accepts ``{"state_dict": {...}}``."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise MedsslError(f"checkpoint file not found: {path}") from None
+        missing = "checkpoint file" if kind == "medssl" else f"{kind} weights file"
+        raise MedsslError(f"{missing} not found: {path}") from None
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise MedsslError(f"{path}: not a readable medssl weights file ({type(err).__name__})") from None
+        raise MedsslError(f"{path}: not a readable {kind} weights file ({type(err).__name__})") from None
+    if unwrap and isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # MedicalNet (and many training scripts) nest the weights
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise MedsslError(f"{path}: expected a state_dict of tensors")
     return state

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
+import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +20,12 @@ import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.accelerators import CPUAccelerator
-from pytorch_lightning.callbacks import Checkpoint
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.callbacks import Callback, Checkpoint
+from pytorch_lightning.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from medssl.config import LOGGERS
 from medssl.data.dataset import Split
 from medssl.data.mapped import release_pages
 from medssl.errors import MedsslError
@@ -307,6 +311,7 @@ def open_run(trainer: pl.Trainer, run_dir: Path, batch_size: int, config: Any, i
         raise MedsslError(f"the global batch size {batch_size} must be divisible by the {trainer.world_size} "
                           "processes (devices x nodes)")
     if trainer.global_rank != 0:
+        _build_deferred_loggers(trainer)
         ckpt = run_dir / LAST_CHECKPOINT
         return ckpt if ckpt.is_file() else None
     ckpt = open_run_dir(run_dir, identity, overwrite=config.overwrite, resume=config.resume)
@@ -315,6 +320,7 @@ def open_run(trainer: pl.Trainer, run_dir: Path, batch_size: int, config: Any, i
     if ckpt is not None and log.is_file():  # the logger would replace it: keep the interrupted attempt's log
         attempt = 1 + sum(1 for _ in log.parent.glob("metrics.attempt*.csv"))
         log.rename(log.with_name(f"metrics.attempt{attempt}.csv"))
+    _build_deferred_loggers(trainer)
     return ckpt
 
 
@@ -339,10 +345,19 @@ def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list 
                  accelerator: str = "auto", devices: int | str = 1, precision: str = "32-true",
                  validate: bool = True, strategy: str = "auto", num_nodes: int = 1, sync_batchnorm: bool = False,
                  deterministic: bool = False, max_steps: int | None = None,
-                 accumulate_grad_batches: int = 1) -> pl.Trainer:
+                 accumulate_grad_batches: int = 1, loggers: Sequence[str] = ("csv",), run_name: str | None = None,
+                 tags: dict[str, str] | None = None) -> pl.Trainer:
+    """``progress``: a progress bar when stdout is a terminal, else one line per epoch (a log file stays
+    line-oriented). ``loggers``: any of csv (logs/metrics.csv), tensorboard (tensorboard/ event files), mlflow (a
+    local file store in mlruns/), named ``run_name`` and tagged with ``tags``."""
+    callbacks = list(callbacks or [])
+    bar = progress and sys.stdout.isatty()
+    if progress and not bar:
+        callbacks.append(EpochLines())
     quiet_lightning()
+    made = make_loggers(run_dir, loggers, run_name or Path(run_dir).name, tags or {})
     try:
-        return pl.Trainer(
+        trainer = pl.Trainer(
             max_epochs=epochs,
             max_steps=max_steps if max_steps is not None else -1,
             accelerator=accelerator,
@@ -354,11 +369,11 @@ def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list 
             precision=precision,
             plugins=[AtomicCheckpointIO()],
             default_root_dir=run_dir,
-            logger=CSVLogger(run_dir, name="logs", version=""),
-            callbacks=callbacks or [],
-            enable_progress_bar=progress,
+            logger=[lg for lg in made if not isinstance(lg, _Deferred)],
+            callbacks=callbacks,
+            enable_progress_bar=bar,
             enable_model_summary=False,
-            enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks or []),
+            enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
             limit_val_batches=1.0 if validate else 0,
             num_sanity_val_steps=0,
             log_every_n_steps=1,
@@ -367,3 +382,56 @@ def make_trainer(run_dir: Path, epochs: int, *, progress: bool, callbacks: list 
         )
     except (ValueError, MisconfigurationException) as err:  # an unknown strategy, an absent GPU, ...
         raise MedsslError(str(err).splitlines()[0]) from None
+    trainer.medssl_deferred_loggers = [lg for lg in made if isinstance(lg, _Deferred)]
+    return trainer
+
+
+
+def make_loggers(run_dir: Path, names: Sequence[str], run_name: str, tags: dict[str, str]) -> list[Logger]:
+    """The loggers ``names`` asks for. MLflow's is built by ``open_run`` once the run dir is ready: its store
+    creates ``mlruns/`` at once, which must not make a fresh --out look like a foreign non-empty directory."""
+    loggers: list[Logger] = []
+    for name in dict.fromkeys(names):
+        if name == "csv":
+            loggers.append(CSVLogger(run_dir, name="logs", version=""))
+        elif name == "tensorboard":
+            loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False))
+        elif name == "mlflow":
+            # a tracking server when MLFLOW_TRACKING_URI names one, else a file store inside the run dir (works
+            # offline; MLflow 3 keeps file stores behind an opt-in, its database store needs alembic)
+            uri = os.environ.get("MLFLOW_TRACKING_URI")
+            if not uri:
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+                uri = f"file:{Path(run_dir).resolve() / 'mlruns'}"
+            loggers.append(_Deferred(lambda uri=uri: MLFlowLogger(experiment_name="medssl", run_name=run_name,
+                                                                  tags=tags, tracking_uri=uri)))
+        else:
+            raise MedsslError(f"unknown logger '{name}'; choose from {', '.join(LOGGERS)}")
+    return loggers
+
+
+class _Deferred:
+    """A logger to build later (see ``make_loggers``); ``open_run`` replaces it by the real one."""
+
+    def __init__(self, build: Callable[[], Logger]) -> None:
+        self.build = build
+
+
+def _build_deferred_loggers(trainer: pl.Trainer) -> None:
+    pending = getattr(trainer, "medssl_deferred_loggers", [])
+    if pending:
+        trainer.loggers = [*trainer.loggers, *(d.build() for d in pending)]
+        trainer.medssl_deferred_loggers = []
+
+
+class EpochLines(Callback):
+    """One line per finished training epoch on stdout (instead of a progress bar when stdout is no terminal)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        shown = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))
+                 and v.numel() == 1}
+        values = "  ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items()))
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  step {trainer.global_step}  {values}",
+              flush=True)

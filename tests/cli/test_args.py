@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 
 from medssl.cli import build_parser, main
-from medssl.cli.args import floats, ints, window, words
+from medssl.cli.args import floats, ints, patch_values, spacing_values, window, words
 from medssl.cli.logs import RUN_LOG, routed_logs
 from medssl.cli.train import key_values
+from medssl.errors import MedsslError
 
 # per argument type: tokens as a user types them, and the parsed values
 NEGATIVE_CASES = {
@@ -25,6 +26,8 @@ NEGATIVE_CASES = {
     window: [("-1000,400", (-1000.0, 400.0)), ("-1e3,-500", (-1000.0, -500.0))],
     floats: [("-1,0.5", [-1.0, 0.5]), ("-2.5", [-2.5])],
     ints: [("-1,2", [-1, 2]), ("-3", [-3])],
+    spacing_values: [("-1.5,1.5,2", (-1.5, 1.5, 2.0)), ("-2", (-2.0,))],
+    patch_values: [("-3,4", (-3, 4)), ("-3", (-3,))],
     # KEY=VALUE pairs start with a key, never a minus: negative values inside them always parsed
     key_values: [("shift=-0.5,range=[-1,1]", {"shift": "-0.5", "range": "[-1,1]"})],
 }
@@ -48,7 +51,14 @@ def _required(parser: argparse.ArgumentParser) -> list[str]:
         elif action.option_strings and action.required:
             argv += [action.option_strings[0], NEGATIVE_CASES[action.type][0][0] if action.type in NEGATIVE_CASES
                      else "x"]
+    for group in parser._mutually_exclusive_groups:  # e.g. finetune's --checkpoint | --init
+        if group.required:
+            argv += [group._group_actions[0].option_strings[0], "x"]
     return argv
+
+
+# any other typed option (e.g. ``numbers(float, ...)`` closures): the value must reach its type function as typed
+OTHER_TOKENS = ("-1.5,2,3", "-2")
 
 
 def test_every_numeric_option_parses_negative_values_as_written() -> None:
@@ -57,9 +67,19 @@ def test_every_numeric_option_parses_negative_values_as_written() -> None:
         for action in parser._actions:
             if not action.option_strings or action.type in (None, str, words):  # text, not numbers
                 continue
-            assert action.type in NEGATIVE_CASES, f"{' '.join(path)} {action.option_strings[0]}: add its type here"
-            for token, value in NEGATIVE_CASES[action.type]:
-                args = build_parser().parse_args([*path, *_required(parser), action.option_strings[0], token])
+            cases = NEGATIVE_CASES.get(action.type) or [(t, None) for t in OTHER_TOKENS]
+            for token, value in cases:
+                argv = [*path, *_required(parser), action.option_strings[0], token]
+                if value is None:
+                    try:
+                        value = action.type(token)
+                    except (argparse.ArgumentTypeError, TypeError, ValueError):  # the type refuses it: its message
+                        with pytest.raises(MedsslError) as refused:
+                            build_parser().parse_args(argv)
+                        assert "expected one argument" not in str(refused.value), (path, action.option_strings)
+                        checked += 1
+                        continue
+                args = build_parser().parse_args(argv)
                 assert getattr(args, action.dest) == pytest.approx(value), (path, action.option_strings, token)
                 checked += 1
     assert checked >= 40  # the walk found the options (pretrain, finetune, evaluate, study, data info)

@@ -49,19 +49,32 @@ def toy_encoder(tmp_path_factory):
 
 
 def test_lp_ft_starts_full_finetuning_from_the_converged_probe(toy_encoder, tmp_path):
+    from medssl.api import labelled_subset, load_pretrained
+    from medssl.finetune.probe import fit_probe_head
+
     data = toy_data(2, n=24)
     common = {"data": "toy", "checkpoint": str(toy_encoder), "epochs": 1, "min_samples_per_epoch": 16, **SMALL}
     probe = finetune(FinetuneConfig(out=str(tmp_path / "lp"), linear_probe=True, **common), data=data,
                      progress=False)
-    lp_ft = finetune(FinetuneConfig(out=str(tmp_path / "lpft"), lp_ft=True, encoder_lr_mult=0.1, **common),
-                     data=data, progress=False)
     assert probe.metrics["best_epoch"] is None  # nothing trained by gradient: C was chosen on validation
-    assert lp_ft.metrics["probe"] == probe.metrics["probe"]  # the same converged head to start from
-    weights = {name: torch.load(run.run_dir / "classifier.pt", weights_only=True)
-               for name, run in (("lp", probe), ("lpft", lp_ft))}
-    assert not torch.equal(weights["lp"]["head.weight"], weights["lpft"]["head.weight"])  # then trained on
-    assert any(not torch.equal(weights["lp"][k], v) for k, v in weights["lpft"].items()
-               if k.startswith("encoder.") and v.dtype.is_floating_point)
+    assert probe.metrics["probe"]["batchnorm"] == "as loaded"
+    frozen = finetune(FinetuneConfig(out=str(tmp_path / "still"), lp_ft=True, **{**common, "lr": 1e-12}),
+                      data=data, progress=False)
+    moving = finetune(FinetuneConfig(out=str(tmp_path / "lpft"), lp_ft=True, encoder_lr_mult=0.1, **common),
+                      data=data, progress=False)
+    assert moving.metrics["probe"]["batchnorm"] == "re-estimated on the labelled training images"
+    # the head LP-FT starts from: the converged probe on BatchNorm statistics of the labelled images
+    config = FinetuneConfig(**common, out="")
+    train = data.splits["train"].subset(labelled_subset(data, config))
+    expected, _ = fit_probe_head(load_pretrained(str(toy_encoder), data), train, data.splits["val"], 2,
+                                 calibrate_bn=True)
+    heads = {name: torch.load(run.run_dir / "classifier.pt", weights_only=True)
+             for name, run in (("still", frozen), ("lpft", moving))}
+    torch.testing.assert_close(heads["still"]["head.weight"], expected["weight"], rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(heads["lpft"]["head.weight"], expected["weight"], rtol=1e-3)  # then trained on
+    before = torch.load(toy_encoder / "encoder.pt", weights_only=True)
+    assert any(not torch.allclose(heads["lpft"][f"encoder.net.{k}"], v) for k, v in before.items()
+               if v.dtype.is_floating_point and "running" not in k and "num_batches" not in k)
 
 
 @pytest.mark.real_data
@@ -88,3 +101,27 @@ def test_breastmnist_linear_probe_keeps_the_minority_class(breastmnist, tmp_path
     reference = evaluate(EvaluateConfig(checkpoint=str(encoder), data=str(breastmnist), protocol="linear",
                                         out=str(root / "eval"), device="cpu"), data=same_labels)
     assert metrics["val"]["auc"] >= reference.metrics["val"]["auc"] - 0.03
+
+
+def test_lp_ft_head_sees_the_features_fine_tuning_sees():
+    """A random encoder's BatchNorm running statistics are uncalibrated: a head fitted to its eval-mode
+    features meets very different train-mode features in the first fine-tuning step. Re-estimating them on
+    the labelled images first makes both modes agree."""
+    from medssl.finetune.probe import calibrate_batchnorm
+    from medssl.methods.base import to_unit_float
+    from medssl.models.encoder import BackboneSpec, Encoder
+
+    images = toy_data(2, n=24).splits["train"].images
+    torch.manual_seed(0)
+    encoder = Encoder(BackboneSpec("resnet10", 2, 1, 0.125))
+    x = to_unit_float(torch.from_numpy(images))
+
+    def mode_gap() -> float:
+        with torch.no_grad():
+            eval_features = encoder.eval()(x)
+            train_features = encoder.train()(x)
+        return float(((eval_features - train_features).abs().mean(0) / train_features.std(0)).median())
+
+    assert mode_gap() > 1.0  # uncalibrated: standard deviations apart
+    calibrate_batchnorm(encoder, images)
+    assert mode_gap() < 0.05

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +40,8 @@ def test_the_model_cards_snippet_loads_the_weights_into_a_plain_monai_network(pa
     card = (package / "README.md").read_text()
     snippet = re.search(re.escape(SNIPPET_MARKER) + r"\n```python\n(.*?)```", card, re.S).group(1)
     assert len(snippet.strip().splitlines()) == 3
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"```python\n{snippet}```" in readme  # the project README documents this very snippet
     monkeypatch.chdir(package)  # the snippet names the package as '.', as a user inside it would
     namespace: dict = {}
     exec(snippet, namespace)
@@ -70,15 +73,19 @@ def test_config_and_card_describe_the_run(tmp_path):
                                     "linear_probe": False})
     write_json(ft / "metrics.json", {"test": {"auc": 0.8123, "acc": 0.7, "balanced_acc": 0.65,
                                               "per_class_recall": [0.5, 0.8]}})
-    run = _fake_run(tmp_path / "run", method_args={"temperature": 0.5}, window=[-100, 300])
+    run = _fake_run(tmp_path / "run", method_args={"temperature": 0.5}, window=[-100, 300], spacing=[1.5, 1.5],
+                    intensity="ct:-1000,400")
     package = export_package(run, tmp_path / "pkg", evaluations=[ft], hyperparameters={"temperature": 0.5})
     config = json.loads((package / "config.json").read_text())
     assert config["backbone_spec"]["name"] == "resnet10" and config["spatial_dims"] == 2
     assert config["preprocessing"]["image_size"] == [16, 16] and config["preprocessing"]["ct_window"] == [-100, 300]
+    assert config["preprocessing"]["spacing"] == [1.5, 1.5]
+    assert config["preprocessing"]["intensity_normalisation"] == "ct:-1000,400"
     assert config["pretraining"]["method_args"] == {"temperature": 0.5}
     card = (package / "README.md").read_text()
     assert card.startswith("---\nlicense: other\n")
     assert "loss 1.234" in card and "temperature=0.5" in card and "3 epochs, 15 steps" in card
+    assert "spacing: [1.5, 1.5]; intensity normalisation: ct:-1000,400" in card
     assert "| ft | finetune | `breast` | 0.1 | 0.7000 | 0.8123 | 0.6500 |" in card
     assert is_package(package) and not is_package(run)
 

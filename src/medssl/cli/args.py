@@ -61,9 +61,13 @@ def numbers(kind: type, what: str):
     return parse
 
 
+spacing_values = numbers(float, "spacing")
+patch_values = numbers(int, "patch")
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     """Geometry and intensity of file sources (folders, manifests, MSD, DICOM)."""
-    p.add_argument("--spacing", type=numbers(float, "spacing"), metavar="X,Y,Z",
+    p.add_argument("--spacing", type=spacing_values, metavar="X,Y,Z",
                    help="resample volumes to this voxel size in mm (after reorienting to RAS)")
     p.add_argument("--intensity", metavar="ct:LOW,HIGH|mr|range:LOW,HIGH",
                    help="intensity normalisation: CT window in HU (MR by percentiles), MR percentiles, or a range")
@@ -87,7 +91,7 @@ def add_run_options(p: argparse.ArgumentParser, batch_size: str) -> None:
     p.add_argument("--size", type=int, help="resize image-folder data to SIZE per axis")
     p.add_argument("--window", type=window, help="CT intensity window LOW,HIGH for image folders")
     add_data_options(p)
-    p.add_argument("--patch", type=numbers(int, "patch"), metavar="X[,Y,Z]",
+    p.add_argument("--patch", type=patch_values, metavar="X[,Y,Z]",
                    help="train on random patches of volumes/images of this size (one value: every axis)")
     p.add_argument("--slices", choices=("axial", "coronal", "sagittal"), help="train on 2D slices of volumes")
     p.add_argument("--accelerator", default="auto")
@@ -107,7 +111,10 @@ def add_run_options(p: argparse.ArgumentParser, batch_size: str) -> None:
     p.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over all DDP processes")
     p.add_argument("--deterministic", action="store_true",
                    help="torch.use_deterministic_algorithms: reproducible on GPU too, slower")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress output (by default a bar on a terminal, else one line per epoch)")
+    p.add_argument("--logger", type=words, default=["csv"], metavar="NAMES",
+                   help="csv | tensorboard | mlflow, several comma-separated (mlflow: a file store in RUN/mlruns)")
 
 
 def run_options(args: argparse.Namespace) -> dict:
@@ -121,5 +128,5 @@ def run_options(args: argparse.Namespace) -> dict:
         "checkpoint_every_n_steps": args.checkpoint_every, "strategy": args.strategy, "num_nodes": args.num_nodes,
         "sync_batchnorm": args.sync_batchnorm, "deterministic": args.deterministic,
         "memory_limit_gb": args.memory_limit, "spacing": args.spacing, "intensity": args.intensity,
-        "patch": args.patch, "slices": args.slices,
+        "patch": args.patch, "slices": args.slices, "loggers": args.logger,
     }

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from medssl.data.dataset import ImageData
 from medssl.errors import MedsslError
 from medssl.models.encoder import BackboneSpec, Encoder
+from medssl.models.init import init_scheme, load_init
 from medssl.models.package import is_package, load_package_encoder
 from medssl.runio import is_complete, load_state, run_backbone_spec
 
@@ -63,6 +64,8 @@ def load_encoder(checkpoint: str | Path, data: ImageData, *, backbone: str = "re
         with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's random state
             torch.manual_seed(seed)
             encoder = Encoder(BackboneSpec(backbone, data.spatial_dims, data.channels, width))
+    elif init_scheme(checkpoint):
+        encoder = load_init(str(checkpoint), data.spatial_dims, data.channels)
     elif run_kind(checkpoint) == "package":
         encoder = load_package_encoder(checkpoint, data.spatial_dims, data.channels)
     elif run_kind(checkpoint) == "pretrain":

@@ -6,7 +6,12 @@ validation), folded into an ``nn.Linear`` over raw encoder features. It is the l
 Unlike ``evaluate``'s probe, classes are weighted to balance: C is chosen on validation AUC, which ignores
 the intercept, and with few labels the strongest regularisation often ties for best; unweighted, its
 intercept is the majority prior and every argmax prediction is the majority class (measured on BreastMNIST
-at 10 % labels: minority recall 0.00 for 2 of 3 seeds, 0.50-0.64 balanced, validation AUC within 0.01)."""
+at 10 % labels: minority recall 0.00 for 2 of 3 seeds, 0.50-0.64 balanced, validation AUC within 0.01).
+
+For LP-FT the encoder's BatchNorm statistics are first re-estimated on the labelled training images: fine-
+tuning normalises with batch statistics, and a head fitted to features under other running statistics
+(a random encoder's are uncalibrated: its eval-mode features sit ~60 standard deviations from its
+train-mode ones) would see different features from the first step on and saturate."""
 
 from __future__ import annotations
 
@@ -15,8 +20,9 @@ import torch
 from torch import Tensor
 
 from medssl.data.dataset import Split
-from medssl.evaluate.embeddings import embed_split
+from medssl.evaluate.embeddings import BATCH_SIZE, embed_split
 from medssl.evaluate.linear import LinearProbe, fit_linear_probe
+from medssl.methods.base import to_unit_float
 from medssl.models.encoder import Encoder
 
 CLASS_WEIGHT = "balanced"  # scikit-learn: each class weighs n / (K x its count)
@@ -44,10 +50,32 @@ def head_state(probe: LinearProbe, feature_dim: int) -> dict[str, Tensor]:
     return {"weight": torch.from_numpy(weight).float(), "bias": torch.from_numpy(bias).float()}
 
 
+@torch.no_grad()
+def calibrate_batchnorm(encoder: Encoder, images: np.ndarray, *, batch_size: int = BATCH_SIZE,
+                        device: torch.device | None = None) -> None:
+    """Replace every BatchNorm's running mean / variance by their average over ``images`` (uint8)."""
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    was_training = encoder.training
+    encoder.train().to(device or torch.device("cpu"))
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        encoder(to_unit_float(batch.to(device or torch.device("cpu"))))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    encoder.train(was_training)
+
+
 def fit_probe_head(encoder: Encoder, train: Split, val: Split, num_classes: int, *, seed: int = 0,
-                   device: torch.device | None = None) -> tuple[dict[str, Tensor], dict]:
+                   calibrate_bn: bool = False, device: torch.device | None = None) -> tuple[dict[str, Tensor], dict]:
     """Fit the probe on the frozen (eval-mode, un-augmented) features of the labelled ``train`` images, its
-    regularisation chosen on ``val``; return the head's state and what was chosen."""
+    regularisation chosen on ``val``; return the head's state and what was chosen. ``calibrate_bn`` (LP-FT)
+    first re-estimates the BatchNorm statistics on the labelled training images."""
+    if calibrate_bn:
+        calibrate_batchnorm(encoder, train.images[train.labels >= 0], device=device)
     was_training = encoder.training
     embedded = {name: embed_split(encoder, split, name, device=device).labelled()
                 for name, split in (("train", train), ("val", val))}
@@ -56,5 +84,6 @@ def fit_probe_head(encoder: Encoder, train: Split, val: Split, num_classes: int,
                              embedded["val"].labels, num_classes, seed=seed, class_weight=CLASS_WEIGHT)
     details = {"solver": "L2 logistic regression (scikit-learn lbfgs) on standardised frozen features",
                "class_weight": CLASS_WEIGHT, "c": probe.c,
+               "batchnorm": "re-estimated on the labelled training images" if calibrate_bn else "as loaded",
                "val_auc_by_c": {str(c): s for c, s in probe.val_scores.items()}}
     return head_state(probe, encoder.feature_dim), details

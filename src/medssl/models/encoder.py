@@ -33,6 +33,10 @@ class BackboneSpec:
     in_channels: int = 1
     width: float = 1.0
     small_stem: bool = True  # 3x3 stride-1 stem and no max-pool: keeps resolution for 28-64 px inputs
+    # residual shortcuts where shapes change: "B" a strided 1x1 conv (with a bias unless bias_downsample is
+    # False: torchvision's and MedicalNet's ResNets have none), "A" zero padding (MedicalNet ResNet-18/34)
+    shortcut_type: str = "B"
+    bias_downsample: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in ARCHITECTURES:
@@ -43,6 +47,8 @@ class BackboneSpec:
             raise MedsslError(f"backbone width factor must lie in [1/16, 4], got {self.width}")
         if self.in_channels < 1:
             raise MedsslError(f"in_channels must be >= 1, got {self.in_channels}")
+        if self.shortcut_type not in ("A", "B"):
+            raise MedsslError(f"shortcut_type must be A or B, got '{self.shortcut_type}'")
 
     def monai_kwargs(self) -> dict:
         block, layers = ARCHITECTURES[self.name]
@@ -56,6 +62,8 @@ class BackboneSpec:
             "conv1_t_stride": 1 if self.small_stem else 2,
             "no_max_pool": self.small_stem,
             "feed_forward": False,
+            "shortcut_type": self.shortcut_type,
+            "bias_downsample": self.bias_downsample,
         }
 
     def to_dict(self) -> dict:

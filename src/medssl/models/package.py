@@ -166,12 +166,14 @@ def _package_config(config: dict, spec: BackboneSpec, feature_dim: int, name: st
         "in_channels": spec.in_channels,
         "feature_dim": feature_dim,
         "preprocessing": {
-            "image_size": summary.get("image_shape"),
+            "image_size": summary.get("image_shape"),  # of the images the sampling below was applied to
             "resize": config.get("size"),
-            "intensity": "uint8 images scaled to [0, 1] (x / 255)",
+            "spacing": config.get("spacing"),  # voxel size (mm) volumes were resampled to; None: as stored
+            "intensity_normalisation": config.get("intensity"),  # ct:LOW,HIGH | mr | range:LOW,HIGH; None: as stored
             "ct_window": config.get("window"),
-            # medssl resamples nothing: the encoder saw the source's own voxel grid
-            "spacing": None,
+            "patch": config.get("patch"),
+            "slices": config.get("slices"),
+            "input_scaling": "uint8 images scaled to [0, 1] (x / 255)",
         },
         "pretraining": {
             "method": config.get("method"),
@@ -291,10 +293,13 @@ def model_card(package: dict, config: dict, metrics: dict, evaluated: list[dict]
         "## Preprocessing the encoder expects",
         "",
         f"- input: (B, {spec['in_channels']}, {'D, ' if spec['spatial_dims'] == 3 else ''}H, W) float32, "
-        f"{prep['intensity']}",
+        f"{prep['input_scaling']}",
         f"- image size in pre-training: {prep['image_size'] or 'not recorded'}"
-        + (f" (resized to {prep['resize']} per axis)" if prep["resize"] else ""),
-        f"- CT window: {prep['ct_window'] or 'none'}; spacing: not resampled (the source's own voxel grid)",
+        + (f" (resized to {prep['resize']} per axis)" if prep["resize"] else "")
+        + (f", random patches of {prep['patch']}" if prep["patch"] else "")
+        + (f", {prep['slices']} slices" if prep["slices"] else ""),
+        f"- spacing: {prep['spacing'] or 'as stored (not resampled)'}; intensity normalisation: "
+        f"{prep['intensity_normalisation'] or 'as stored'}; CT window: {prep['ct_window'] or 'none'}",
         "",
         "## Load it",
         "",

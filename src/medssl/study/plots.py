@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from medssl.study.spec import SCRATCH
+from medssl.study.spec import NOT_PRETRAINED
 from medssl.study.stats import Comparison, Metric, describe
 
 
@@ -23,7 +23,7 @@ def png(fig: object) -> str:
 
 
 def same_upstream(row: dict) -> bool:
-    return row["method"] == SCRATCH or row["upstream"] == row["dataset"]
+    return row["method"] in NOT_PRETRAINED or row["upstream"] == row["dataset"]
 
 
 def select(rows: list[dict], **levels: object) -> list[dict]:

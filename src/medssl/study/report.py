@@ -558,7 +558,8 @@ def to_html(report: Report) -> str:
             parts.append("</table>")
     failed = "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in report.failures) or "<li>none failed</li>"
     failed += "".join(f"<li>{e(line)}</li>" for line in report.unfinished)
-    parts.append(f"<h2>Failed or missing cells</h2><ul class='failed'>{failed}</ul>")
+    marked = " class='failed'" if report.failures else ""
+    parts.append(f"<h2>Failed or missing cells</h2><ul{marked}>{failed}</ul>")
     parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
     parts.append(f"<details><summary>Study spec</summary><pre>{e(json.dumps(report.spec, indent=2))}</pre>"
                  "</details></body></html>")

@@ -32,7 +32,16 @@ from medssl.data.masks import SegData, load_seg_data, random_patches
 from medssl.errors import MedsslError
 from medssl.finetune.predictions import PREDICTIONS_FILE
 from medssl.runio import is_complete
-from medssl.study.spec import DEFAULT_CROPS, MASK_KEYS, SAME, SCRATCH, StudySpec, policy_overrides
+from medssl.study.spec import (
+    BASELINES,
+    DEFAULT_CROPS,
+    MASK_KEYS,
+    NOT_PRETRAINED,
+    SAME,
+    SCRATCH,
+    StudySpec,
+    policy_overrides,
+)
 from medssl.study.stats import task_metric
 from medssl.study.store import Cell, Heartbeat, Store
 from medssl.study.tuning import GRID_KEY, check_grid, point_overrides, run_grid
@@ -78,19 +87,23 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
     grid = itertools.product(spec.datasets, spec.upstream, spec.methods, spec.backbones, spec.label_levels,
                              spec.imbalance_ratios, spec.policies, spec.seeds)
     for dataset, upstream, method, b, (fraction, count), ratio, policy, seed in grid:
-        if method == SCRATCH and upstream != spec.upstream[0]:
-            continue  # scratch has no upstream: one arm per downstream dataset
+        if method in NOT_PRETRAINED and upstream != spec.upstream[0]:
+            continue  # scratch and the baselines have no upstream: one arm per downstream dataset
         up = dataset if upstream == SAME else upstream
-        depends = None if method == SCRATCH else pretrain_cell(
+        depends = None if method in NOT_PRETRAINED else pretrain_cell(
             up, method, b.name, b.width, seed if pre_seed == SAME else pre_seed, segment and upstream == SAME)
         config = {"data": dataset, "backbone": b.name, "width": b.width, "seed": seed, **common, **spec.finetune}
         if segment:
             config.update(spec.masks, label_fraction=fraction or 1.0, label_count=count)
             if method == SCRATCH:  # nothing to transfer; the same cell as in a study without 'transfer'
                 config.pop("transfer", None)
+            elif method in BASELINES:  # a baseline brings an encoder only
+                config["transfer"] = "encoder"
         else:
             config.update(label_fraction=fraction, imbalance_ratio=ratio, **policy_overrides(policy))
-        labels = {"dataset": dataset, "upstream": "-" if method == SCRATCH else up, "method": method,
+        if method in BASELINES:
+            config["checkpoint"] = f"{method}:{spec.inits[method]}"
+        labels = {"dataset": dataset, "upstream": "-" if method in NOT_PRETRAINED else up, "method": method,
                   "backbone": b.label, "width": b.width, "label_fraction": fraction, "label_count": count,
                   "imbalance_ratio": ratio, "policy": policy, "seed": seed, "task": spec.task}
         ratio_tag = "nat" if ratio is None else f"{ratio:g}"
@@ -297,14 +310,15 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
         return {**row, "config": json.dumps(pre_config.to_dict(), sort_keys=True), "metrics": json.dumps(metrics),
                 "duration_s": metrics.get("duration_s")}
 
-    checkpoint = "scratch"
+    checkpoint = cell.config.get("checkpoint", "scratch")  # a baseline's weights, else scratch
+    settings = {k: v for k, v in cell.config.items() if k != "checkpoint"}
     if cell.depends_on is not None:
         encoder = store.result(cell.depends_on)
         if encoder is None:
             raise MedsslError(f"pre-training cell {cell.depends_on} has no result")
         checkpoint = encoder["run_dir"]
     if cell.labels.get("task") == "segment":
-        seg_config = SegmentConfig(**cell.config, checkpoint=checkpoint, out=str(run_dir))
+        seg_config = SegmentConfig(**settings, checkpoint=checkpoint, out=str(run_dir))
         row["config"] = json.dumps(seg_config.to_dict(), sort_keys=True)
         if not is_complete(run_dir):
             api.finetune_segmentation(seg_config, data=_seg_data(cell.config, cache), progress=False)
@@ -313,7 +327,7 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
                 "test_dice": metrics["test"]["dice"], "n_labelled": metrics["train"]["n"]}
 
     data = _data(cell.config, cache)
-    settings = {k: v for k, v in cell.config.items() if k != GRID_KEY}
+    settings = {k: v for k, v in settings.items() if k != GRID_KEY}
     config = FinetuneConfig(**settings, checkpoint=checkpoint, out=str(run_dir))
     row["config"] = json.dumps(config.to_dict(), sort_keys=True)  # every setting, defaults included
     if not is_complete(run_dir):

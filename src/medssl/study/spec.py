@@ -26,6 +26,9 @@ from medssl.errors import MedsslError
 from medssl.study.tuning import GRID_KEY, check_grid, grid_points, point_overrides
 
 SCRATCH = "scratch"
+# baseline initialisations: fine-tuned like scratch, from a weights file named under 'inits' (no pre-training cell)
+BASELINES = ("imagenet", "medicalnet")
+NOT_PRETRAINED = (SCRATCH, *BASELINES)
 SAME = "same"  # pre-train on the downstream dataset's own training images
 
 # Named fine-tuning policies: FinetuneConfig overrides. ``default`` is today's recipe (light crop + flips, CE).
@@ -83,12 +86,14 @@ class StudySpec:
     label_counts: list[int] | None = None  # segmentation: labelled images per run (instead of fractions)
     masks: dict = field(default_factory=dict)  # segmentation: how mask folders are read (MASK_KEYS)
     method_args: dict = field(default_factory=dict)  # method -> its hyperparameters (PretrainConfig.method_args)
+    inits: dict = field(default_factory=dict)  # baseline method (imagenet, medicalnet) -> its weights file
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["backbones"] = [asdict(b) for b in self.backbones]
         # fields at their defaults are left out, so specs written before they existed keep their hash
-        for key, default in (("task", "classify"), ("label_counts", None), ("masks", {}), ("method_args", {})):
+        for key, default in (("task", "classify"), ("label_counts", None), ("masks", {}), ("method_args", {}),
+                             ("inits", {})):
             if data[key] == default:
                 del data[key]
         if self.label_counts:  # the labels axis is the counts; the fractions are unused
@@ -115,9 +120,10 @@ class StudySpec:
             if not getattr(self, name):
                 raise MedsslError(f"study '{self.name}': '{name}' is empty, so the grid has no cells")
         for method in self.methods:
-            if method != SCRATCH:
+            if method not in NOT_PRETRAINED:
                 parse_method(method)
         self._validate_method_args()
+        self._validate_inits()
         for fraction in self.label_fractions:
             if not 0.0 < fraction <= 1.0:
                 raise MedsslError(f"study '{self.name}': label fraction must lie in (0, 1], got {fraction}")
@@ -161,12 +167,34 @@ class StudySpec:
         from medssl.methods.registry import parse_method, recorded_method_args
 
         for method, args in self.method_args.items():
-            if method not in self.methods or method == SCRATCH:
+            if method not in self.methods or method in NOT_PRETRAINED:
+                pretrained = ", ".join(m for m in self.methods if m not in NOT_PRETRAINED)
                 raise MedsslError(f"study '{self.name}': method_args for '{method}', which is not among the "
-                                  f"pre-trained methods ({', '.join(m for m in self.methods if m != SCRATCH)})")
+                                  f"pre-trained methods ({pretrained})")
             if not isinstance(args, dict):
                 raise MedsslError(f"study '{self.name}': method_args of '{method}' must be a mapping of KEY: VALUE")
             self.method_args[method] = recorded_method_args(parse_method(method), args)
+
+    def _validate_inits(self) -> None:
+        unknown = [m for m in self.inits if m not in BASELINES]
+        if unknown:
+            raise MedsslError(f"study '{self.name}': 'inits' names '{unknown[0]}'; baselines are "
+                              f"{', '.join(BASELINES)}")
+        for method in self.methods:
+            if method in BASELINES and method not in self.inits:
+                raise MedsslError(f"study '{self.name}': method '{method}' needs its weights file under "
+                                  f"'inits' (inits: {{{method}: PATH}}); medssl downloads nothing")
+        for method, path in self.inits.items():
+            if not Path(str(path)).is_file():
+                raise MedsslError(f"study '{self.name}': {method} weights file not found: {path}")
+            if method in self.methods:  # a baseline arm must have the architecture the other arms train
+                from medssl.models.init import init_backbone
+
+                name, width = init_backbone(f"{method}:{path}")
+                other = [b.label for b in self.backbones if (b.name, b.width) != (name, width)]
+                if other:
+                    raise MedsslError(f"study '{self.name}': the {method} weights are a {name} x{width:g}; the "
+                                      f"backbones must all be that ({', '.join(other)} differ)")
 
     def _validate_task(self) -> None:
         def refuse(problem: str) -> None:
@@ -241,6 +269,13 @@ def _backbone(value: object) -> Backbone:
     raise MedsslError(f"backbone must be NAME, NAMExWIDTH or {{name, width}}, got {value!r}")
 
 
+def _inits(raw: dict) -> dict:
+    value = raw.get("inits") or {}
+    if not isinstance(value, dict):
+        raise MedsslError("'inits' must be a mapping of baseline -> weights file (e.g. imagenet: resnet18.pth)")
+    return {str(method).strip().lower(): str(path) for method, path in value.items()}
+
+
 def _method_args(raw: dict) -> dict:
     value = raw.get("method_args") or {}
     if not isinstance(value, dict):
@@ -259,7 +294,8 @@ def _settings(raw: dict, key: str, allowed: tuple[str, ...]) -> dict:
 
 
 TOP_KEYS = ("name", "task", "datasets", "upstream", "methods", "backbones", "label_fractions", "label_counts",
-            "imbalance_ratios", "policies", "seeds", "size", "pretrain", "finetune", "masks", "run", "method_args")
+            "imbalance_ratios", "policies", "seeds", "size", "pretrain", "finetune", "masks", "run", "method_args",
+            "inits")
 
 
 def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None = None) -> StudySpec:
@@ -299,6 +335,7 @@ def parse_spec(raw: object, datasets: list[str] | None = None, seeds: int | None
         label_counts=None if raw.get("label_counts") is None else _list(raw, "label_counts"),
         masks=_settings(raw, "masks", MASK_KEYS),
         method_args=_method_args(raw),
+        inits=_inits(raw),
     )
     try:
         spec.validate()

@@ -15,6 +15,7 @@ from medssl.data.sources import load_data
 from medssl.errors import MedsslError
 from medssl.memory import MemoryPlan, default_batch_size, plan_memory, training_device
 from medssl.models.encoder import Encoder
+from medssl.models.init import init_scheme, load_init
 from medssl.models.package import is_package, load_package_encoder
 from medssl.runio import LAST_CHECKPOINT, is_complete, load_state, read_yaml, run_backbone_spec
 from medssl.training import BatchIndexedArrays
@@ -30,11 +31,22 @@ def execution_options(config: CommonConfig) -> dict:
     """The Trainer options that say where and how a run executes."""
     return {"accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes,
             "strategy": config.strategy, "sync_batchnorm": config.sync_batchnorm,
-            "deterministic": config.deterministic, "precision": config.precision}
+            "deterministic": config.deterministic, "precision": config.precision, "loggers": config.loggers,
+            "run_name": Path(config.out).name, "tags": run_tags(config)}
+
+
+def run_tags(config: CommonConfig) -> dict[str, str]:
+    """What a tracker shows about a run: its data, seed and, where the config has them, method, backbone and
+    starting checkpoint."""
+    fields = ("data", "seed", "method", "backbone", "width", "checkpoint", "label_fraction")
+    return {name: str(getattr(config, name)) for name in fields if getattr(config, name, None) is not None}
 
 
 def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
-    """Encoder from a finished pre-training run dir or a model package, checked against the data it will see."""
+    """Encoder from a finished pre-training run dir, a model package or a baseline initialisation
+    (``imagenet:PATH``, ``medicalnet:PATH``, ``package:DIR``), checked against the data it will see."""
+    if init_scheme(checkpoint):
+        return load_init(str(checkpoint), data.spatial_dims, data.channels)
     run_dir = Path(checkpoint)
     if not run_dir.is_dir():
         raise MedsslError(f"checkpoint directory not found: {run_dir}")

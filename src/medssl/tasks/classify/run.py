@@ -100,7 +100,8 @@ def finetune(config: FinetuneConfig, data: ImageData | None = None, progress: bo
     start = time.perf_counter()
     probe = None
     if config.linear_probe or config.lp_ft:  # the head starts converged (LP-FT) or is the whole probe
-        head, probe = fit_probe_head(encoder, train, val, data.num_classes, seed=config.seed)
+        head, probe = fit_probe_head(encoder, train, val, data.num_classes, seed=config.seed,
+                                     calibrate_bn=config.lp_ft)
         model.head.load_state_dict(head)
     if config.linear_probe:  # nothing left to train: the regularisation was chosen on validation
         best_epoch = None

@@ -95,7 +95,7 @@ def finetune_segmentation(config: SegmentConfig, data: SegData | None = None, pr
     state = ResumableRun(run_dir, config.seed, loader, sampler=sampler, every_n_steps=config.checkpoint_every_n_steps)
     trainer = make_trainer(run_dir, config.epochs, progress=progress, accelerator=config.accelerator,
                            devices=config.devices, precision=config.precision, validate=False, callbacks=[state],
-                           deterministic=config.deterministic)
+                           deterministic=config.deterministic, loggers=config.loggers)
     ckpt = open_run(trainer, run_dir, config.batch_size, config, {
         "kind": "segment", **config.to_dict(), "transfer_resolved": transfer, "backbone_spec": spec.to_dict(),
         "spatial_dims": data.spatial_dims, "train_images": train.names, "val_images": data.splits["val"].names,
