@@ -49,6 +49,9 @@ def _required(parser: argparse.ArgumentParser) -> list[str]:
         elif action.option_strings and action.required:
             argv += [action.option_strings[0], NEGATIVE_CASES[action.type][0][0] if action.type in NEGATIVE_CASES
                      else "x"]
+    for group in parser._mutually_exclusive_groups:  # e.g. finetune's --checkpoint | --init
+        if group.required:
+            argv += [group._group_actions[0].option_strings[0], "x"]
     return argv
 
 
