@@ -316,11 +316,11 @@ def open_run(trainer: pl.Trainer, run_dir: Path, batch_size: int, config: Any, i
         return ckpt if ckpt.is_file() else None
     ckpt = open_run_dir(run_dir, identity, overwrite=config.overwrite, resume=config.resume)
     write_yaml(run_dir / "config.yaml", identity)
-    _build_deferred_loggers(trainer)
     log = run_dir / "logs" / "metrics.csv"
     if ckpt is not None and log.is_file():  # the logger would replace it: keep the interrupted attempt's log
         attempt = 1 + sum(1 for _ in log.parent.glob("metrics.attempt*.csv"))
         log.rename(log.with_name(f"metrics.attempt{attempt}.csv"))
+    _build_deferred_loggers(trainer)
     return ckpt
 
 

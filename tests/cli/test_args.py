@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from medssl.cli import build_parser, main
-from medssl.cli.args import floats, ints, window, words
+from medssl.cli.args import floats, ints, patch_values, spacing_values, window, words
 from medssl.cli.logs import RUN_LOG, routed_logs
 from medssl.cli.train import key_values
 from medssl.errors import MedsslError
@@ -26,6 +26,8 @@ NEGATIVE_CASES = {
     window: [("-1000,400", (-1000.0, 400.0)), ("-1e3,-500", (-1000.0, -500.0))],
     floats: [("-1,0.5", [-1.0, 0.5]), ("-2.5", [-2.5])],
     ints: [("-1,2", [-1, 2]), ("-3", [-3])],
+    spacing_values: [("-1.5,1.5,2", (-1.5, 1.5, 2.0)), ("-2", (-2.0,))],
+    patch_values: [("-3,4", (-3, 4)), ("-3", (-3,))],
     # KEY=VALUE pairs start with a key, never a minus: negative values inside them always parsed
     key_values: [("shift=-0.5,range=[-1,1]", {"shift": "-0.5", "range": "[-1,1]"})],
 }

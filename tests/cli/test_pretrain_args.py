@@ -25,3 +25,11 @@ def test_a_bad_method_argument_is_one_line_listing_the_valid_keys(tmp_path, caps
     assert len(lines) == 1 and "unknown method argument 'queue'" in lines[0]
     assert "queue_size" in lines[0] and "temperature" in lines[0] and "crop_scale" in lines[0]
     assert not out.exists()
+
+
+def test_methods_args_lists_each_methods_hyperparameters_with_defaults(capsys):
+    assert main(["methods", "--args"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    simclr = out.index(next(line for line in out if line.startswith("simclr ")))
+    listed = [line.strip() for line in out[simclr + 1:] if line.startswith(" ")]
+    assert listed[:3] == ["temperature=0.2", "projection_dim=128", "crop_scale=[0.4, 1.0]"]

@@ -28,8 +28,10 @@ def test_segment_run_from_the_command_line(tmp_path, capsys):
 def test_task_defaults_keep_classification_unchanged():
     args = build_parser().parse_args(["finetune", "--data", "d", "--out", "o", "--checkpoint", "scratch"])
     fill_task_defaults(args)
+    config = task_config("classify", args, {**run_options(args), "epochs": args.epochs})
     # no batch size yet: medssl.memory picks the default for the data's dimensionality
-    assert (args.task, args.batch_size, args.backbone, args.width) == ("classify", None, "resnet18", 1.0)
+    assert (args.task, config.batch_size, config.backbone, config.width, config.augment, config.epochs) == \
+        ("classify", None, "resnet18", 1.0, "light", 20)
     args = build_parser().parse_args(["finetune", "--task", "segment", "--data", "d", "--out", "o",
                                       "--checkpoint", "scratch", "--batch-size", "3", "--patch-size", "32"])
     fill_task_defaults(args)

@@ -61,9 +61,13 @@ def numbers(kind: type, what: str):
     return parse
 
 
+spacing_values = numbers(float, "spacing")
+patch_values = numbers(int, "patch")
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     """Geometry and intensity of file sources (folders, manifests, MSD, DICOM)."""
-    p.add_argument("--spacing", type=numbers(float, "spacing"), metavar="X,Y,Z",
+    p.add_argument("--spacing", type=spacing_values, metavar="X,Y,Z",
                    help="resample volumes to this voxel size in mm (after reorienting to RAS)")
     p.add_argument("--intensity", metavar="ct:LOW,HIGH|mr|range:LOW,HIGH",
                    help="intensity normalisation: CT window in HU (MR by percentiles), MR percentiles, or a range")
@@ -87,7 +91,7 @@ def add_run_options(p: argparse.ArgumentParser, batch_size: str) -> None:
     p.add_argument("--size", type=int, help="resize image-folder data to SIZE per axis")
     p.add_argument("--window", type=window, help="CT intensity window LOW,HIGH for image folders")
     add_data_options(p)
-    p.add_argument("--patch", type=numbers(int, "patch"), metavar="X[,Y,Z]",
+    p.add_argument("--patch", type=patch_values, metavar="X[,Y,Z]",
                    help="train on random patches of volumes/images of this size (one value: every axis)")
     p.add_argument("--slices", choices=("axial", "coronal", "sagittal"), help="train on 2D slices of volumes")
     p.add_argument("--accelerator", default="auto")

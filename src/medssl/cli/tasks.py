@@ -21,11 +21,11 @@ def _flag(name: str) -> str:
 
 
 def _value_type(hint: object) -> object:
-    """``int | None`` -> int; ``list[int]`` -> the comma-separated list parser of cli.args."""
+    """``int | None`` -> int; ``list[int]`` / ``list[float]`` / ``list[str]`` -> a comma-separated list parser."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(hint) is list:
-        return LIST_PARSERS[typing.get_args(hint)[0]]
+        return {int: ints, float: floats, str: words}[typing.get_args(hint)[0]]
     return hint
 
 
@@ -44,11 +44,6 @@ def add_task_options(parser: argparse.ArgumentParser, task: Task) -> None:
             group.add_argument(_flag(name), dest=name, type=value_type, default=None, help=text)
 
 
-# classification still reads its own flags (cli/train.py); the other tasks take their config's defaults
-CLASSIFY_DEFAULTS = {"backbone": "resnet18", "width": 1.0, "augment": "light"}
-CLASSIFY_ONLY = ("linear_probe", "imbalance_ratio")
-
-
 def add_finetune_tasks(parser: argparse.ArgumentParser) -> None:
     """``--task`` with the registry's fine-tuning tasks, and their options."""
     finetune = {name: t for name, t in tasks().items() if t.command == "finetune"}
@@ -56,14 +51,13 @@ def add_finetune_tasks(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="classify", choices=list(finetune), help=f"the downstream task ({listing})")
     for task in finetune.values():
         add_task_options(parser, task)
-    parser.set_defaults(**dict.fromkeys(CLASSIFY_DEFAULTS))  # None: the chosen task's default
+    parser.set_defaults(backbone=None, width=None)  # None: the chosen task's default
 
 
 def reject_foreign_options(task_name: str, args: argparse.Namespace) -> None:
     """Flags given that belong to other tasks only are an error, not silently ignored."""
     own = get_task(task_name).config_fields()
     foreign = sorted(_flag(n) for n in registry_options() - own if getattr(args, n, None) is not None)
-    foreign += [_flag(n) for n in CLASSIFY_ONLY if task_name != "classify" and getattr(args, n, None)]
     if foreign:
         raise MedsslError(f"{', '.join(foreign)} {'is not an option' if len(foreign) == 1 else 'are not options'}"
                           f" of --task {task_name}")
@@ -71,10 +65,6 @@ def reject_foreign_options(task_name: str, args: argparse.Namespace) -> None:
 
 def fill_task_defaults(args: argparse.Namespace) -> None:
     reject_foreign_options(args.task, args)
-    if args.task == "classify":
-        for key, value in CLASSIFY_DEFAULTS.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
 
 
 def registry_options() -> set[str]:
@@ -91,8 +81,16 @@ def task_config(task_name: str, args: argparse.Namespace, common: dict) -> objec
     return task.config(**given)
 
 
+def main_process() -> bool:
+    """False in the extra processes of a DDP run (they train, but rank 0 reports)."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def run_task(task_name: str, args: argparse.Namespace, common: dict) -> None:
     task = get_task(task_name)
     config = task_config(task_name, args, common)
     result = task.runner()(config, progress=not args.no_progress)
-    print(f"{task.summary(result.metrics['test'])}  ({result.run_dir / 'metrics.json'})")
+    if main_process():
+        print(f"{task.summary(result.metrics['test'])}  ({result.run_dir / 'metrics.json'})")

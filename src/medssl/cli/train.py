@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from medssl.cli.args import add_run_options, floats, run_options
-from medssl.cli.tasks import add_finetune_tasks, fill_task_defaults, run_task
+from medssl.cli.tasks import add_finetune_tasks, fill_task_defaults, main_process, run_task
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,20 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--init", dest="checkpoint", metavar="SCHEME:PATH",
                        help="baseline weights: imagenet:FILE (torchvision ResNet-18/34/50 state_dict, 2D), "
                             "medicalnet:FILE (MedicalNet 3D ResNet), package:DIR")
-    p.add_argument("--label-fraction", type=float, default=1.0)
-    p.add_argument("--imbalance-ratio", type=float, help="subsample the minority class to 1:RATIO first")
-    p.add_argument("--linear-probe", action="store_true",
-                   help="freeze the encoder; the head is a convex-solver probe, regularisation chosen on val")
-    p.add_argument("--lp-ft", action="store_true", help="linear probe first, then full fine-tuning from that head")
-    p.add_argument("--encoder-lr-mult", type=float, default=1.0, help="encoder learning rate = lr x this")
-    p.add_argument("--val-labels", default="full",
-                   help="full | matched: select on a stratified val subset sized like the labelled set")
-    p.add_argument("--augment", help="light | none | flips | rot90 | rotate | scale (the ladder; default light)")
-    p.add_argument("--loss", default="ce", help="ce | weighted_ce | focal")
-    p.add_argument("--focal-gamma", type=float, default=2.0)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--mixup-alpha", type=float, default=0.0, help="> 0 enables mixup with Beta(alpha, alpha)")
-    p.add_argument("--balanced-sampling", action="store_true", help="draw every class equally often")
+    p.add_argument("--label-fraction", type=float, help="fraction of the labelled training images (default 1)")
+    p.add_argument("--augment", help="classify/segment: light | none | flips | rot90 | rotate | scale (the ladder; "
+                                     "default light); detect: none | flips")
     add_finetune_tasks(p)
     p.set_defaults(handler=run_finetune)
 
@@ -64,13 +53,6 @@ def key_values(text: str) -> dict[str, str]:
     return result
 
 
-def _main_process() -> bool:
-    """False in the extra processes of a DDP run (they train, but rank 0 reports)."""
-    from lightning_fabric.utilities.rank_zero import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
-
-
 def run_pretrain(args: argparse.Namespace) -> None:
     from medssl import api
     from medssl.config import PretrainConfig
@@ -80,28 +62,11 @@ def run_pretrain(args: argparse.Namespace) -> None:
                             epochs=args.epochs or 10, pretrain_splits=splits, max_steps=args.max_steps,
                             method_args=args.method_args)
     result = api.pretrain(config, progress=not args.no_progress)
-    if _main_process():
+    if main_process():
         print(f"pre-trained encoder written to {result.run_dir / 'encoder.pt'}")
 
 
 def run_finetune(args: argparse.Namespace) -> None:
-    from medssl import api
-    from medssl.config import FinetuneConfig
-
     fill_task_defaults(args)
-    if args.task != "classify":
-        return run_task(args.task, args, {**run_options(args), "checkpoint": args.checkpoint, "epochs": args.epochs,
-                                          "label_fraction": args.label_fraction, "augment": args.augment})
-    config = FinetuneConfig(**run_options(args), checkpoint=args.checkpoint, label_fraction=args.label_fraction,
-                            imbalance_ratio=args.imbalance_ratio, linear_probe=args.linear_probe,
-                            lp_ft=args.lp_ft, encoder_lr_mult=args.encoder_lr_mult, val_labels=args.val_labels,
-                            augment=args.augment, epochs=args.epochs or 20, loss=args.loss,
-                            focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing,
-                            mixup_alpha=args.mixup_alpha, balanced_sampling=args.balanced_sampling)
-    result = api.finetune(config, progress=not args.no_progress)
-    if not _main_process():
-        return
-    test = result.metrics["test"]
-    recall = ", ".join(f"{r:.3f}" for r in test["per_class_recall"])
-    print(f"test AUC {test['auc']:.4f}  acc {test['acc']:.4f}  balanced acc {test['balanced_acc']:.4f}"
-          f"  per-class recall [{recall}]  ({result.run_dir / 'metrics.json'})")
+    run_task(args.task, args, {**run_options(args), "checkpoint": args.checkpoint, "epochs": args.epochs,
+                               "label_fraction": args.label_fraction, "augment": args.augment})

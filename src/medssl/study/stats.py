@@ -58,7 +58,11 @@ BALANCED_ACCURACY, MINORITY_RECALL = "balanced accuracy", "minority recall"
 
 
 def task_metric(task: str | None) -> Metric:
-    return METRICS[task or "classify"]
+    """The study metric of a task: its declared primary metric (``tasks.registry``)."""
+    from medssl.tasks.registry import get_task
+
+    declared = get_task(task or "classify")
+    return METRICS.get(declared.name) or Metric(f"test_{declared.primary_metric}", declared.primary_label)
 
 
 @dataclass

@@ -18,14 +18,14 @@ def _resolve(path: str) -> Any:
 
 @dataclass(frozen=True)
 class Task:
-    """``run`` and ``report`` are ``"module:function"`` paths, imported on first use: listing the tasks (the
-    CLI's ``--help``) loads no model code.
+    """``run`` is a ``"module:function"`` path, imported on first use: listing the tasks (the CLI's ``--help``)
+    loads no model code.
 
     ``run(config, progress=...) -> RunResult`` writes a complete run dir whose metrics.json holds the test
     metrics under ``test``; ``primary_metric`` (one of ``metric_names``) is the number studies compare, better
     when higher if ``higher_is_better``. ``options`` are the config fields the task adds to the common ones,
     with their help text (the CLI turns them into flags); ``summary(metrics)`` is the one line a finished run
-    prints. ``report(rows) -> list[(title, table rows)]`` adds task-specific tables to a study report."""
+    prints; studies judge the task by ``primary_metric`` (``primary_label`` in their sentences)."""
 
     name: str
     description: str
@@ -38,7 +38,6 @@ class Task:
     options: dict[str, str] = field(default_factory=dict)
     command: str = "finetune"  # the CLI command that runs it
     summary_format: str = ""  # str.format over the test metrics, e.g. "test Dice {dice:.4f}"
-    report: str | None = None
 
     def __post_init__(self) -> None:
         if self.primary_metric not in self.metric_names:
@@ -51,11 +50,13 @@ class Task:
     def runner(self) -> Callable[..., Any]:
         return _resolve(self.run)
 
-    def reporter(self) -> Callable[..., Any] | None:
-        return None if self.report is None else _resolve(self.report)
-
     def summary(self, test_metrics: dict) -> str:
-        return self.summary_format.format(**test_metrics) if self.summary_format else ""
+        def show(value: object) -> object:  # a list of numbers (per-class recall) as "0.912, 0.640"
+            numbers = isinstance(value, list) and all(isinstance(x, int | float) for x in value)
+            return ", ".join(f"{x:.3f}" for x in value) if numbers else value
+
+        shown = {k: show(v) for k, v in test_metrics.items()}
+        return self.summary_format.format(**shown) if self.summary_format else ""
 
     def config_fields(self) -> set[str]:
         return {f.name for f in fields(self.config)}

@@ -79,3 +79,11 @@ def test_hd95_is_in_millimetres_when_the_spacing_is_known():
     assert image_metrics(pred, truth, spacing=(2.0, 0.5))["hd95"] == pytest.approx(1.5)
     with pytest.raises(ValueError, match="one value per spatial axis"):
         image_metrics(pred, truth, spacing=(1.0,))
+
+
+def test_spacing_at_the_scoring_resolution_scales_with_the_resampling():
+    from medssl.tasks.segment.metrics import evaluation_spacing
+
+    assert evaluation_spacing(None, (32, 32), (64, 64)) is None
+    assert evaluation_spacing((2.0, 1.0), (32, 32), (32, 32)) == (2.0, 1.0)
+    assert evaluation_spacing((2.0, 1.0), (32, 32), (64, 128)) == (1.0, 0.25)  # native masks: finer voxels

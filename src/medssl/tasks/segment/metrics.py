@@ -60,6 +60,14 @@ def image_metrics(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Ten
     }
 
 
+def evaluation_spacing(spacing: Sequence[float] | None, working_shape: Sequence[int],
+                       eval_shape: Sequence[int]) -> tuple[float, ...] | None:
+    """The voxel size (mm) at the resolution masks are scored at, from the one at the working resolution."""
+    if spacing is None:
+        return None
+    return tuple(float(s) * w / e for s, w, e in zip(spacing, working_shape, eval_shape, strict=True))
+
+
 def summarise(per_image: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over images (NaNs, e.g. HD95 of an empty prediction, left out and counted)."""
     out: dict[str, float] = {}

@@ -16,7 +16,7 @@ from medssl.data.masks import SegSplit
 from medssl.finetune.policies import augmentation
 from medssl.methods.base import to_unit_float
 from medssl.models.segmenter import Segmenter
-from medssl.tasks.segment.metrics import image_metrics, summarise
+from medssl.tasks.segment.metrics import evaluation_spacing, image_metrics, summarise
 from medssl.tasks.selection import KeepsBest, adamw_warmup_cosine
 from medssl.views import random_gamma
 
@@ -164,7 +164,9 @@ def evaluate(model: Segmenter, split: SegSplit, patch: int, threshold: float = 0
     for i, probs in enumerate(predict_probs(model, split.images, patch)):
         truth, fov = split.eval_masks(i, native)
         pred = (_resample(probs, truth.shape[1:]) >= threshold).numpy()
-        per_image.append(image_metrics(pred, truth, fov))
+        spacing = None if split.spacing is None else evaluation_spacing(
+            split.spacing[i], split.masks.shape[2:], truth.shape[1:])  # HD95 in mm when the source knows it
+        per_image.append(image_metrics(pred, truth, fov, spacing))
         predictions.append(pred)
     return summarise(per_image), per_image, predictions
 
