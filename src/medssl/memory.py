@@ -12,6 +12,7 @@ which grow linearly with the batch); AdamW's two moment buffers per parameter ar
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -153,8 +154,23 @@ def optimizer_state_bytes(module: nn.Module) -> int:
 
 
 def _maxrss_bytes() -> int:
+    """Peak resident memory (VmHWM, which ``_reset_peak`` can lower; else ru_maxrss)."""
+    hwm = _stat_value(Path("/proc/self/status"), "VmHWM:")
+    if hwm:
+        return hwm * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def _reset_peak() -> None:
+    """In the measuring child: hand the heap's free pages back (glibc ``malloc_trim``) and reset the peak.
+    A forked child inherits the parent's freed-but-resident heap; steps reusing it would not raise the peak
+    and the per-sample line would read flat (an under-estimate), so the step is measured from a trimmed heap."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")  # 5: reset VmHWM to the current resident size
+    except OSError:
+        pass
 
 
 def _autocast(device: torch.device, precision: str):
@@ -186,6 +202,7 @@ def _measure_cpu(module: nn.Module, make_batch: Callable[[int], tuple], precisio
             os.close(read_end)
             torch.set_num_threads(1)  # OpenMP thread pools do not survive fork; memory barely depends on it
             warnings.simplefilter("ignore")
+            _reset_peak()
             start = _maxrss_bytes()
             peaks = []
             for n in MEASURE_SIZES:
