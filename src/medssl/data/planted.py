@@ -9,6 +9,7 @@ exclusive), so boxes and masks describe the same voxels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import numpy as np
 import torch
@@ -86,3 +87,22 @@ def make_planted(spatial_dims: int, *, n: int = 200, size: int = 32, seed: int =
                                     [f"planted{j:04d}" for j in range(start, stop)])
         start = stop
     return splits
+
+
+def planted_from_spec(spec: str, kinds: dict[str, int], what: str, seed: int = 0
+                      ) -> tuple[str, int, dict[str, PlantedSplit]]:
+    """``synthetic:KIND[@SIZE][?n=N&seed=S]`` with KIND one of ``kinds`` (name -> spatial dims): the kind, its
+    dims and the planted splits."""
+    body, _, query = spec.removeprefix("synthetic:").partition("?")
+    kind, _, size_text = body.partition("@")
+    dims = kinds.get(kind)
+    if dims is None:
+        raise MedsslError(f"unknown synthetic {what} set '{kind}'; choose {' or '.join(kinds)} (optionally @SIZE)")
+    if size_text and not size_text.isdigit():
+        raise MedsslError(f"bad size in data spec '{spec}': '{size_text}' is not a whole number")
+    options = {"seed": seed, "size": int(size_text) if size_text else (32 if dims == 2 else 24)}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in ("n", "seed") or not value.isdigit():
+            raise MedsslError(f"bad option '{key}={value}' in '{spec}'; known: n=INT, seed=INT")
+        options[key] = int(value)
+    return kind, dims, make_planted(dims, **options)

@@ -6,12 +6,11 @@ labels are normal and every other label an anomaly."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
 
 import numpy as np
 
 from medssl.data.dataset import UNLABELED, Split
-from medssl.data.planted import make_planted
+from medssl.data.planted import planted_from_spec
 from medssl.data.sources import load_data
 from medssl.errors import MedsslError
 
@@ -41,17 +40,7 @@ class AnomalyData:
 
 
 def _planted(spec: str, seed: int) -> tuple[dict[str, Split], dict[str, np.ndarray], int]:
-    body, _, query = spec.removeprefix("synthetic:").partition("?")
-    kind, _, size_text = body.partition("@")
-    dims = {"planted2d": 2, "planted3d": 3}.get(kind)
-    if dims is None or (size_text and not size_text.isdigit()):
-        raise MedsslError(f"unknown synthetic anomaly set '{body}'; choose planted2d[@SIZE] or planted3d[@SIZE]")
-    options = {"seed": seed, "size": int(size_text) if size_text else (32 if dims == 2 else 24)}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in ("n", "seed") or not value.isdigit():
-            raise MedsslError(f"bad option '{key}={value}' in '{spec}'; known: n=INT, seed=INT")
-        options[key] = int(value)
-    planted = make_planted(dims, **options)
+    _, dims, planted = planted_from_spec(spec, {"planted2d": 2, "planted3d": 3}, "anomaly", seed)
     splits = {s: Split(p.images, p.has_lesion.astype(np.int64)) for s, p in planted.items()}
     return splits, {s: p.masks for s, p in planted.items()}, dims
 

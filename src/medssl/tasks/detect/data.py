@@ -10,14 +10,13 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 import numpy as np
 from monai.data.box_utils import StandardMode, convert_box_mode
 
 from medssl.data.dataset import SPLITS
 from medssl.data.folder import image_reader, load_image
-from medssl.data.planted import SPLIT_FRACTIONS, make_planted
+from medssl.data.planted import SPLIT_FRACTIONS, planted_from_spec
 from medssl.errors import MedsslError
 
 JSON_SPLITS = {"training": "train", "validation": "val", "test": "test"}
@@ -57,19 +56,7 @@ class DetData:
 
 
 def _synthetic(spec: str, seed: int) -> DetData:
-    body, _, query = spec.removeprefix("synthetic:").partition("?")
-    kind, _, size_text = body.partition("@")
-    dims = {"boxes2d": 2, "boxes3d": 3}.get(kind)
-    if dims is None:
-        raise MedsslError(f"unknown synthetic detection set '{kind}'; choose boxes2d or boxes3d")
-    if size_text and not size_text.isdigit():
-        raise MedsslError(f"bad size in data spec '{spec}': '{size_text}' is not a whole number")
-    options = {"seed": seed, "size": int(size_text) if size_text else (32 if dims == 2 else 24)}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in ("n", "seed") or not value.isdigit():
-            raise MedsslError(f"bad option '{key}={value}' in '{spec}'; known: n=INT, seed=INT")
-        options[key] = int(value)
-    planted = make_planted(dims, **options)
+    kind, dims, planted = planted_from_spec(spec, {"boxes2d": 2, "boxes3d": 3}, "detection", seed)
     splits = {s: DetSplit(p.images, p.boxes, [np.zeros(len(b), np.int64) for b in p.boxes], p.names)
               for s, p in planted.items()}
     return DetData(f"synthetic:{kind}", splits, dims, ["lesion"])
