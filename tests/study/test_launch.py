@@ -4,7 +4,6 @@ submits asks for what was given (inspected through stand-ins for ``srun``/``sbat
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 from pathlib import Path
 
@@ -16,17 +15,10 @@ from medssl.errors import MedsslError
 from medssl.study.launch import Resources, launch, parse_time, worker_job
 from medssl.study.runner import register_study
 from tests.study.conftest import tiny_spec, write_spec
+from tests.study.test_runner import _rows
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"label_fractions": [1.0], "seeds": 1}  # one encoder, two fine-tunings
-
-
-def _rows(db: Path, query: str) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(query).fetchall()
-    finally:
-        conn.close()
 
 
 def test_local_workers_run_a_study_to_completion(tmp_path, monkeypatch, capsys):

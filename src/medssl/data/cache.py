@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
@@ -172,7 +173,7 @@ class _NoBar:
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():  # a bar redrawn with carriage returns garbles a log file
         return _NoBar()
     from tqdm import tqdm
 
