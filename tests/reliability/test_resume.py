@@ -29,12 +29,14 @@ def _metrics(run: Path) -> dict:
     return comparable_metrics(json.loads((run / "metrics.json").read_text()))
 
 
-def _kill_after_first_checkpoint(args: list[str], run: Path) -> dict:
-    """Start the CLI, SIGKILL it as soon as a checkpoint exists; return that checkpoint's position."""
+def _kill_after_first_checkpoint(args: list[str], run: Path, also_wait_for: str | None = None) -> dict:
+    """Start the CLI, SIGKILL it as soon as a checkpoint (and ``also_wait_for``, a path under the run) exists;
+    return that checkpoint's position."""
     process = spawn_cli([*args, "--out", str(run)])
     checkpoint = run / LAST_CHECKPOINT
+    awaited = [checkpoint] + ([run / also_wait_for] if also_wait_for else [])
     deadline = time.monotonic() + 240
-    while not checkpoint.exists():
+    while not all(path.exists() for path in awaited):
         assert process.poll() is None, process.communicate()[1][-2000:]
         assert time.monotonic() < deadline, "no checkpoint within 240 s"
         time.sleep(0.01)
@@ -56,7 +58,8 @@ def uninterrupted_pretraining(tmp_path_factory) -> dict:
 
 def test_pretraining_killed_at_an_epoch_boundary_resumes_to_identical_metrics(tmp_path, uninterrupted_pretraining):
     run = tmp_path / "pre"
-    position = _kill_after_first_checkpoint(PRETRAIN, run)
+    # Lightning writes an epoch's metrics row just after the epoch-end checkpoint: wait for the log too
+    position = _kill_after_first_checkpoint(PRETRAIN, run, also_wait_for="logs/metrics.csv")
     assert position["step"] < 12 * 3  # killed before the end
     assert main([*PRETRAIN, "--out", str(run)]) == 0  # same command: resumes by itself
     assert _metrics(run) == uninterrupted_pretraining
