@@ -18,6 +18,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from medssl import __version__
 from medssl.data.dataset import UNLABELED, Split
 from medssl.errors import MedsslError
+from medssl.memory import MemoryPlan
 from medssl.methods.base import PretextTask, Pretrainer
 from medssl.methods.generative.autoencoder import Autoencoder
 from medssl.methods.registry import parse_method
@@ -26,7 +27,7 @@ from medssl.runio import load_state, read_yaml, write_bytes, write_json, write_t
 from medssl.tasks.anomaly.config import AnomalyConfig
 from medssl.tasks.anomaly.data import AnomalyData, load_anomaly_data
 from medssl.tasks.anomaly.scorers import ReconstructionError, knn_scores, reconstruction_maps, reconstructs
-from medssl.tasks.common import RunResult, execution_options, load_pretrained
+from medssl.tasks.common import RunResult, execution_options, fit_to_memory, load_pretrained
 from medssl.training import ResumableRun, batch_loader, make_trainer, open_run
 
 
@@ -91,20 +92,27 @@ def detect_anomalies(config: AnomalyConfig, data: AnomalyData | None = None, pro
     use_reconstruction = task is not None and (config.scorers is None or "reconstruction" in config.scorers)
 
     run_dir = Path(config.out)
-    images = data.normal_train
+    images = Split(data.normal_train, np.full(len(data.normal_train), UNLABELED))
     batch_size = min(config.batch_size, len(images))
-    loader = batch_loader(Split(images, np.full(len(images), UNLABELED)), batch_size, shuffle=True,
-                          seed=config.seed, drop_last=True, num_workers=config.num_workers)
-    state = ResumableRun(run_dir, config.seed, loader, every_n_steps=config.checkpoint_every_n_steps)
-    trainer = make_trainer(run_dir, max(config.fit_epochs, 1), progress=progress, validate=False,
-                           callbacks=[state], **execution_options(config))
-    ckpt = open_run(trainer, run_dir, batch_size, config, {
-        "kind": "anomaly", **config.to_dict(), "method_resolved": method, "backbone_spec": encoder.spec.to_dict(),
-        "spatial_dims": data.spatial_dims, "data_source": data.name, "medssl_version": __version__})
-    start = time.perf_counter()
+    model, plan = None, MemoryPlan(batch_size, batch_size, 1)
     if config.fit_epochs > 0:
         tasks = [task] if task is not None else [cls(encoder) for cls, _ in parse_method(method)]
         model = Pretrainer(encoder, tasks, [1.0] * len(tasks), 1, lr=config.lr, weight_decay=config.weight_decay)
+        contrastive = [t.name for t in tasks if t.family == "contrastive"]
+        plan = fit_to_memory(config, model, images, batch_size, accumulation_refused=(
+            f"{' and '.join(contrastive)} contrasts each image with the rest of its batch" if contrastive else None))
+    loader = batch_loader(images, batch_size, shuffle=True, seed=config.seed, drop_last=True,
+                          num_workers=config.num_workers, micro_batches=plan.accumulate_grad_batches)
+    state = ResumableRun(run_dir, config.seed, loader, every_n_steps=config.checkpoint_every_n_steps)
+    trainer = make_trainer(run_dir, max(config.fit_epochs, 1), progress=progress, validate=False,
+                           callbacks=[state], accumulate_grad_batches=plan.accumulate_grad_batches,
+                           **execution_options(config))
+    ckpt = open_run(trainer, run_dir, batch_size, config, {
+        "kind": "anomaly", **config.to_dict(), "method_resolved": method, "backbone_spec": encoder.spec.to_dict(),
+        "spatial_dims": data.spatial_dims, "data_source": data.name, "medssl_version": __version__,
+        **plan.to_config()})
+    start = time.perf_counter()
+    if model is not None:
         trainer.fit(model, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     fit_s = time.perf_counter() - start
     encoder.to("cpu").eval()

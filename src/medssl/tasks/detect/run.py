@@ -14,7 +14,7 @@ from medssl.data.subsets import fraction_subset
 from medssl.errors import MedsslError
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import save_state, write_json
-from medssl.tasks.common import RunResult, execution_options, load_pretrained
+from medssl.tasks.common import RunResult, execution_options, fit_to_memory, load_pretrained
 from medssl.tasks.detect.config import DetectConfig
 from medssl.tasks.detect.data import DetData, DetSplit, load_detection_data
 from medssl.tasks.detect.metrics import detection_metrics, mean_box_baseline
@@ -57,15 +57,6 @@ def finetune_detection(config: DetectConfig, data: DetData | None = None, progre
 
     run_dir = Path(config.out)
     batch_size = min(config.batch_size, len(train))
-    # the loader hands out (images, indices): the boxes are looked up in the split
-    loader = batch_loader(Split(train.images, np.arange(len(train))), batch_size, shuffle=True, seed=config.seed,
-                          min_samples=config.min_samples_per_epoch, num_workers=config.num_workers)
-    state = ResumableRun(run_dir, config.seed, loader, every_n_steps=config.checkpoint_every_n_steps)
-    trainer = make_trainer(run_dir, config.epochs, progress=progress, validate=False, callbacks=[state],
-                           **execution_options(config))
-    ckpt = open_run(trainer, run_dir, batch_size, config, {
-        "kind": "detect", **config.to_dict(), "backbone_spec": spec.to_dict(), "spatial_dims": data.spatial_dims,
-        "train_images": train.names, "data_source": data.name, "medssl_version": __version__})
     pl.seed_everything(config.seed, workers=True, verbose=False)
     if config.channels_last:
         encoder.use_channels_last()
@@ -74,6 +65,19 @@ def finetune_detection(config: DetectConfig, data: DetData | None = None, progre
                               nms_threshold=config.nms_threshold, detections_per_image=config.detections_per_image)
     module = DetectionModule(detector, train, data.splits["val"], data.num_classes, lr=config.lr,
                              weight_decay=config.weight_decay, augment=config.augment == "flips")
+    # the loader hands out (images, indices): the boxes are looked up in the split
+    indexed = Split(train.images, np.arange(len(train)))
+    plan = fit_to_memory(config, module, indexed, batch_size)
+    loader = batch_loader(indexed, batch_size, shuffle=True, seed=config.seed,
+                          min_samples=config.min_samples_per_epoch, num_workers=config.num_workers,
+                          micro_batches=plan.accumulate_grad_batches)
+    state = ResumableRun(run_dir, config.seed, loader, every_n_steps=config.checkpoint_every_n_steps)
+    trainer = make_trainer(run_dir, config.epochs, progress=progress, validate=False, callbacks=[state],
+                           accumulate_grad_batches=plan.accumulate_grad_batches, **execution_options(config))
+    ckpt = open_run(trainer, run_dir, batch_size, config, {
+        "kind": "detect", **config.to_dict(), "backbone_spec": spec.to_dict(), "spatial_dims": data.spatial_dims,
+        "train_images": train.names, "data_source": data.name, "medssl_version": __version__,
+        **plan.to_config()})
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     train_s = time.perf_counter() - start
