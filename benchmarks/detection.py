@@ -23,7 +23,7 @@ from medssl.tasks.detect.data import load_detection_data
 from medssl.tasks.detect.run import finetune_detection
 
 # (data spec, pre-training epochs, detection epochs)
-SETTINGS = {"2d": ("synthetic:boxes2d@32?n=400", 20, 15), "3d": ("synthetic:boxes3d@24?n=120", 10, 10)}
+SETTINGS = {"2d": ("synthetic:boxes2d@32?n=400", 20, 15), "3d": ("synthetic:boxes3d@24?n=120", 10, 20)}
 MODEL = {"backbone": "resnet10", "width": 0.25, "accelerator": "cpu"}
 
 
@@ -61,6 +61,8 @@ def main() -> None:
                         "epochs": epochs, "pretrain_epochs": pre_epochs,
                         **{k: round(test[k], 4) for k in ("map_iou10", "map_iou50", "froc_cpm",
                                                           "sensitivity_at_1_fp")},
+                        "val_map_iou10": round(result.metrics["val"]["map_iou10"], 4),
+                        "best_epoch": result.metrics["best_epoch"],
                         "trivial_map_iou10": round(trivial["map_iou10"], 4),
                         "trivial_map_iou50": round(trivial["map_iou50"], 4),
                         "seconds": round(time.perf_counter() - start, 1),

@@ -6,12 +6,14 @@ import json
 import numpy as np
 import pytest
 
+from medssl import memory
 from medssl.api import pretrain
 from medssl.cli import main
 from medssl.config import PretrainConfig
 from medssl.data.dataset import ImageData, Split
 from medssl.data.planted import make_planted
 from medssl.errors import MedsslError
+from medssl.runio import read_yaml
 from medssl.tasks.anomaly.config import AnomalyConfig
 from medssl.tasks.anomaly.data import AnomalyData, load_anomaly_data
 from medssl.tasks.anomaly.run import detect_anomalies
@@ -90,3 +92,20 @@ def test_cli_bad_inputs_are_one_line(tmp_path, capsys):
     assert "--normal-class is required" in capsys.readouterr().err
     assert main([*args, "--normal-class", "0", "--scorers", "pixels"]) == 2
     assert "scorers must be among reconstruction, knn" in capsys.readouterr().err
+
+
+
+def test_the_fitting_batch_goes_through_the_memory_planner(tmp_path, monkeypatch):
+    """A fixed step (1 GB + 1 GB per image) under a budget for 4 images: micro-batches of 4 accumulated to the
+    8 normal images asked for; a contrastive method under the same budget is refused in one line (accumulation
+    would change its loss) and writes nothing."""
+    monkeypatch.setattr(memory, "measure_step", lambda *args, **kwargs: memory.StepMemory(memory.GB, memory.GB))
+    config = AnomalyConfig(data="x", out=str(tmp_path / "run"), normal_class=[0], epochs=1, save_maps=False,
+                           memory_limit_gb=5.5 / memory.HEADROOM, **TINY)
+    detect_anomalies(config, data=load_tiny(), progress=False)
+    stored = read_yaml(tmp_path / "run" / "config.yaml")
+    assert (stored["micro_batch"], stored["accumulate_grad_batches"]) == (4, 2)  # 16 asked, 8 images there
+    config.out, config.method = str(tmp_path / "simclr"), "simclr"
+    with pytest.raises(MedsslError, match="simclr contrasts each image with the rest of its batch"):
+        detect_anomalies(config, data=load_tiny(), progress=False)
+    assert not (tmp_path / "simclr").exists()

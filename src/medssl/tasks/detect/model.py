@@ -1,6 +1,13 @@
 """MONAI's RetinaNet with the medssl encoder as backbone: MONAI's feature pyramid network over the encoder's
 stages 2-4 (plus MONAI's extra max-pooled level), anchors from ``AnchorGeneratorWithAnchorShape``, ATSS
-matching and hard-negative sampling as in MONAI's LUNA16 nodule detector."""
+matching as in MONAI's LUNA16 nodule detector, and balanced sampling of the classification loss's anchors.
+
+Why not LUNA16's hard-negative sampler: it draws each image's negatives from a pool of the ``20 x num_neg``
+top-scoring anchors (16 negatives: a pool of 320). A 32^2 image has ~700 anchors, so the pool holds nearly all
+of them and the sampler is in effect uniform; a 24^3 volume (padded to 32^3) has ~9,400, the pool is ~3 % of
+them, and the background far from the hardest anchors is hardly ever trained on: in a CPU budget of ~100 steps
+the 3D detector stayed near chance (AP@IoU0.1 0.01-0.03 on synthetic:boxes3d) while the 2D one reached 0.96.
+Uniform (balanced) sampling over all anchors gives both dimensions the 2D behaviour."""
 
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ from torch import Tensor, nn
 from medssl.models.encoder import Encoder
 
 PYRAMID_LEVELS = (2, 3, 4)  # encoder.pyramid indices: layer2..layer4 (strides 2, 4, 8 with the small stem)
+SAMPLED_ANCHORS = 128  # anchors per image in the classification loss: up to a quarter positive, the rest negative
+POSITIVE_FRACTION = 0.25
 
 
 class EncoderFeaturePyramid(nn.Module):
@@ -52,7 +61,7 @@ def build_detector(encoder: Encoder, num_classes: int, *, fpn_channels: int = 32
                         size_divisible=extractor.stride)
     detector = RetinaNetDetector(network=network, anchor_generator=anchors)
     detector.set_atss_matcher(num_candidates=4, center_in_gt=False)
-    detector.set_hard_negative_sampler(batch_size_per_image=64, positive_fraction=0.3, pool_size=20, min_neg=16)
+    detector.set_balanced_sampler(batch_size_per_image=SAMPLED_ANCHORS, positive_fraction=POSITIVE_FRACTION)
     detector.set_target_keys(box_key="boxes", label_key="labels")
     detector.set_box_selector_parameters(score_thresh=score_threshold, topk_candidates_per_level=1000,
                                          nms_thresh=nms_threshold, detections_per_img=detections_per_image)
