@@ -17,7 +17,8 @@ from medssl.models.encoder import BackboneSpec, Encoder
 # identical student matches: a low loss) until the centre's EMA (momentum 0.9) has removed them, three time
 # constants (30 steps) later. DINO keeps the paper's defaults but the sizes a CPU user shrinks (prototypes, head
 # width, local crops) and takes the paper's learning rate, 5e-4 x batch / 256 (AdamW); at the 3e-3 used here for
-# the others its teacher collapses to the uniform distribution within 30 steps (measured; see the DINO docstring).
+# the others its teacher collapsed to the uniform distribution within 60 steps (measured). A loss sinking to
+# log(prototypes) can be that collapse: test_contrastive_dino.py checks the teacher's entropies on the same data.
 SLOW = {"vicreg": {}, "simclr": {}, "moco": {"queue_size": 64},
         "dino": {"output_dim": 256, "hidden_dim": 64, "bottleneck_dim": 32, "n_local_crops": 2}}
 TRANSIENT_STEPS = {"moco": 2, "dino": 30}

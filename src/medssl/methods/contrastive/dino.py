@@ -59,9 +59,9 @@ class DINO(MomentumTask):
     last layer frozen for the first 1 % (1 of 100 epochs), 2 global crops of 40-100 % and 8 local crops of
     5-40 % of the image at 96/224 of its side. Schedules are fractions of this run's steps, so a short run
     goes through them all. Small data and CPUs call for a smaller ``output_dim``/``hidden_dim`` and fewer
-    local crops; the learning rate should follow the paper's 5e-4 x batch / 256 (AdamW): at 1e-3 and batch
-    32 the student rewrites the small-init head within a few steps and the teacher collapses to uniform.
-    ``teacher_entropy`` and ``teacher_batch_entropy`` are logged to spot collapse."""
+    local crops. The learning rate should follow the paper's 5e-4 x batch / 256 (AdamW): on BreastMNIST at
+    batch 32, 1e-3 made the teacher collapse to the uniform distribution within 40 steps (measured), 6.25e-5
+    did not. ``teacher_entropy`` and ``teacher_batch_entropy`` are logged to spot collapse."""
 
     name = "dino"
     family = "contrastive"
