@@ -63,7 +63,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
     if args.config:
         kind, entries = read_config_file(args.config)
         if kind not in (None, "pretrain"):
-            raise MedsslError(f"{args.config} is the config of a {kind} run, not of a pre-training run")
+            raise MedsslError(f"{args.config} records a '{kind}' run, not a pre-training run")
     config = config_from_options(args, PretrainConfig, entries)
     result = api.pretrain(config, progress=not args.no_progress)
     if main_process():
@@ -76,7 +76,7 @@ def task_of_run(kind: str | None, where: str) -> str | None:
         return None
     task = "classify" if kind == "finetune" else kind
     if task not in tasks() or tasks()[task].command != "finetune":
-        raise MedsslError(f"{where} is the config of a {kind} run, not of a fine-tuning run")
+        raise MedsslError(f"{where} records a '{kind}' run, not a fine-tuning run")
     return task
 
 
