@@ -16,7 +16,7 @@ import yaml
 
 from medssl.cli import build_parser, main
 from medssl.cli.args import config_from_options, flag, read_config_file
-from medssl.config import CommonConfig, PretrainConfig, SegmentConfig, config_values
+from medssl.config import CommonConfig, FinetuneConfig, PretrainConfig, SegmentConfig, config_values
 from tests.cli.test_commands import assert_one_line_error
 
 TINY = ["--data", "synthetic:lesions2d@16?n=40", "--backbone", "resnet10", "--width", "0.125", "--batch-size", "16",
@@ -60,28 +60,33 @@ def _other_value(config_field, hint) -> tuple[list[str], object]:
     return [name, token], value
 
 
-def test_every_run_and_pretrain_field_is_a_pretrain_option_with_its_help_and_no_default_of_its_own():
-    parser = _subparser("pretrain")
+@pytest.mark.parametrize(("command", "config"), [("pretrain", PretrainConfig), ("finetune", FinetuneConfig)])
+def test_every_config_field_is_an_option_that_sets_it_shows_its_help_and_has_no_default_of_its_own(command, config):
+    parser = _subparser(command)
     help_text = _unwrapped(parser.format_help())
-    hints = typing.get_type_hints(PretrainConfig)
-    for config_field in fields(PretrainConfig):
+    hints = typing.get_type_hints(config)
+    for config_field in fields(config):
         tokens, value = _other_value(config_field, hints[config_field.name])
         required = [t for name in ("data", "out") if name != config_field.name for t in (f"--{name}", name)]
         args = parser.parse_args([*required, *tokens])
-        config = config_from_options(args, PretrainConfig)
-        assert getattr(config, config_field.name) == value, config_field.name
+        assert getattr(config_from_options(args, config), config_field.name) == value, config_field.name
         action = parser._option_string_actions[flag(config_field)]
         assert action.default is None, config_field.name  # the default lives in the dataclass only
-        assert _unwrapped(config_field.metadata["help"]) in help_text, config_field.name
+        # its own help text (task options: the registry's), shown by --help
+        assert action.help and _unwrapped(config_field.metadata.get("help", action.help)) in help_text
     assert {f.name for f in fields(CommonConfig)} < {f.name for f in fields(PretrainConfig)}
 
 
-def test_the_run_options_of_finetune_are_generated_with_their_help():
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "anomaly"])
+def test_help_describes_every_option(command):
+    undescribed = [a.option_strings for a in _subparser(command)._actions if not a.help]
+    assert undescribed == []
+
+
+def test_a_default_that_differs_between_tasks_is_shown_for_each_from_the_task_configs():
     help_text = _unwrapped(_subparser("finetune").format_help())
-    for config_field in fields(CommonConfig):
-        assert flag(config_field) in help_text and _unwrapped(config_field.metadata["help"]) in help_text
-    # a default that differs between tasks is given for each, from the task configs
     assert _unwrapped("(default: classify resnet18, segment resnet10, detect resnet10)") in help_text
+    assert _unwrapped("(default: 64 for 2D images, 16 for 3D; --task segment: 8; --task detect: 8)") in help_text
 
 
 def test_options_given_override_the_file_and_the_rest_comes_from_it(tmp_path):
