@@ -14,7 +14,8 @@ from medssl.tasks.registry import get_task
 def register(sub: argparse._SubParsersAction) -> None:
     task = get_task("anomaly")
     p = sub.add_parser("anomaly", help=task.description)
-    add_config_options(p, CommonConfig, help={"batch_size": "samples per optimizer step (default: 64)"})
+    batch = f"samples per optimizer step (default: {task.config.batch_size})"
+    add_config_options(p, CommonConfig, help={"batch_size": batch})
     add_config_options(p, FinetuneConfig, ("epochs", "backbone", "width"), show_defaults=False)  # the task's
     p.add_argument("--checkpoint", required=True,
                    help="pre-training run directory, or 'scratch' (trains --method on the normal images)")

@@ -195,5 +195,6 @@ def config_from_options(args: argparse.Namespace, config: type, file_entries: di
     values |= given_options(args, config)
     missing = [flag(f) for f in fields(config) if is_required(f) and f.name not in values]
     if missing:
-        raise MedsslError(f"the following arguments are required: {', '.join(missing)} (or give them in --config)")
+        alternative = " (or give them in --config)" if hasattr(args, "config") else ""
+        raise MedsslError(f"the following arguments are required: {', '.join(missing)}{alternative}")
     return config(**values)
