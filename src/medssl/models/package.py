@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from medssl.data.conventions import Conventions
 from medssl.errors import MedsslError
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import checked_backbone_spec, is_complete, load_state, read_yaml
@@ -74,6 +75,17 @@ def load_package_encoder(path: str | Path, spatial_dims: int, channels: int) -> 
     encoder = Encoder(spec)
     encoder.load_exported(load_package_weights(path))
     return encoder
+
+
+def recorded_conventions(source: str | Path) -> Conventions | None:
+    """The data conventions a model package (config.json) or a pre-training run dir (config.yaml) recorded;
+    None when it recorded none (made by an older medssl, or pre-trained on arrays given directly)."""
+    source = Path(source)
+    if is_package(source):
+        recorded = (read_package_config(source).get("preprocessing") or {}).get("conventions")
+    else:
+        recorded = (read_yaml(source / "config.yaml").get("data_summary") or {}).get("conventions")
+    return Conventions.from_dict(recorded)
 
 
 def load_package_weights(path: str | Path) -> dict[str, Tensor]:
@@ -174,6 +186,8 @@ def _package_config(config: dict, spec: BackboneSpec, feature_dim: int, name: st
             "patch": config.get("patch"),
             "slices": config.get("slices"),
             "input_scaling": "uint8 images scaled to [0, 1] (x / 255)",
+            # what the uint8 values and voxels meant (medssl.data.conventions), checked before fine-tuning
+            "conventions": summary.get("conventions"),
         },
         "pretraining": {
             "method": config.get("method"),
