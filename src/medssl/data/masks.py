@@ -297,7 +297,7 @@ def seg_data_from_items(collection: Collection, prepared: list[Prepared], pre: P
         raise MedsslError(f"{collection.name}: no image has a mask")
     if channel not in CHANNELS:
         raise MedsslError(f"channel must be one of {', '.join(CHANNELS)}, got '{channel}'")
-    keep_scale = size is not None and pre.spacing is not None
+    keep_scale = size is not None and any(p.resampled_to is not None for p in prepared)
     images, masks, fovs, native_masks, native_fovs = [], [], [], [], []
     for p in prepared:
         img = _select_channels(p.image, channel, Path(p.item.name))
