@@ -107,7 +107,7 @@ def describe(convention: str) -> str:
     if kind == "range":
         return f"the fixed range {low}..{high}"
     return {PERCENTILE: "0.5-99.5 percentile scaling", MINMAX: "each image's own min..max",
-            STORED: "the files' own scale"}.get(convention, convention)
+            STORED: "the files' own values (not normalised by medssl)"}.get(convention, convention)
 
 
 def _describe_all(conventions: Conventions) -> str:
@@ -148,7 +148,7 @@ def check_upstream(upstream: Conventions | None, data: Conventions | None, where
     up_families = {_family(c) for c in upstream.intensity}
     data_families = {_family(c) for c in data.intensity}
     if STORED in up_families | data_families:
-        warnings.append(f"{where} was pre-trained on intensities at {up_text}, the data here is at {data_text}:"
+        warnings.append(f"{where} was pre-trained on intensities scaled by {up_text}, the data here by {data_text}:"
                         " the scales cannot be compared")
     elif data_families <= up_families:
         warnings.append(f"{where} was pre-trained on intensities scaled by {up_text}, the data here by"

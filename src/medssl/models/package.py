@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from medssl.data.conventions import Conventions
+from medssl.data.conventions import Conventions, describe
 from medssl.errors import MedsslError
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import checked_backbone_spec, is_complete, load_state, read_yaml
@@ -314,6 +314,7 @@ def model_card(package: dict, config: dict, metrics: dict, evaluated: list[dict]
         + (f", {prep['slices']} slices" if prep["slices"] else ""),
         f"- spacing: {prep['spacing'] or 'as stored (not resampled)'}; intensity normalisation: "
         f"{prep['intensity_normalisation'] or 'as stored'}; CT window: {prep['ct_window'] or 'none'}",
+        f"- data conventions (checked before fine-tuning): {_conventions_text(prep.get('conventions'))}",
         "",
         "## Load it",
         "",
@@ -338,6 +339,18 @@ def model_card(package: dict, config: dict, metrics: dict, evaluated: list[dict]
         "",
     ]
     return "\n".join(lines)
+
+
+def _conventions_text(recorded: dict | None) -> str:
+    conventions = Conventions.from_dict(recorded)
+    if conventions is None:
+        return "not recorded"
+    text = "intensity " + " and ".join(describe(c) for c in conventions.intensity)
+    if conventions.modalities:
+        text += f"; modalities {', '.join(conventions.modalities)}"
+    if conventions.spacing is not None:
+        text += f"; resampled to {'x'.join(f'{s:g}' for s in conventions.spacing)} mm"
+    return text
 
 
 def _plain(value: Any) -> str:
