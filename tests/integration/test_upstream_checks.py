@@ -65,7 +65,7 @@ def test_the_pretraining_run_and_its_package_record_the_same_conventions(upstrea
     assert recorded_conventions(upstream["package"]) == recorded
     assert read_yaml(upstream["run"] / "config.yaml")["data_summary"]["conventions"]["intensity"] == [CT]
     card = (upstream["package"] / "README.md").read_text()
-    assert "data conventions (checked before fine-tuning): intensity a CT window of -1000..400 HU; modalities CT" in card
+    assert "(checked before fine-tuning): intensity a CT window of -1000..400 HU; modalities CT" in card
 
 
 @pytest.mark.parametrize("kind", ["run", "package"])
