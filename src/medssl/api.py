@@ -82,7 +82,8 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
                     {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
                      "spatial_dims": data.spatial_dims, "medssl_version": __version__, **plan.to_config(),
                      "data_summary": {"name": data.name, "image_shape": list(data.spatial_shape),
-                                      "pool_images": len(pool), "num_classes": data.num_classes}})
+                                      "pool_images": len(pool), "num_classes": data.num_classes,
+                                      "conventions": data.conventions and data.conventions.to_dict()}})
     start = time.perf_counter()
     trainer.fit(model, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     duration = time.perf_counter() - start
