@@ -4,6 +4,7 @@ last-layer freezing, collapse monitor."""
 import inspect
 import math
 import os
+import pickle
 import socket
 
 import numpy as np
@@ -74,6 +75,13 @@ def test_last_layer_gets_no_update_while_frozen_then_learns():
     optimizer.zero_grad()
     task(encoder, x).loss.backward()
     assert last.weight_v.grad.abs().sum() > 0
+
+
+def test_a_pickled_task_still_freezes_its_last_layer():  # ddp_spawn pickles the model
+    encoder, task = _make(freeze_last_layer_fraction=0.5)
+    encoder, task = pickle.loads(pickle.dumps((encoder, task)))
+    task(encoder, torch.rand(4, 1, 16, 16)).loss.backward()
+    assert torch.count_nonzero(task.head.last_layer.weight_v.grad) == 0
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -221,7 +229,7 @@ def _assert_no_collapse(entropies: dict[str, float]) -> None:
     # not collapsed onto a few prototypes: the batch's mean distribution spreads over more than sqrt(K) of them
     assert entropies["teacher_batch_entropy"] > 0.5 * log_k, entropies
     # not collapsed to the uniform distribution: each image's teacher distribution is sharper than uniform
-    assert entropies["teacher_entropy"] < log_k - 0.2, entropies
+    assert entropies["teacher_entropy"] < log_k - 0.1, entropies
 
 
 @pytest.mark.real_data

@@ -93,11 +93,9 @@ class DINO(MomentumTask):
         self.global_view = contrastive_view(crop_scale=global_crop_scale, **self.intensity)
         head_args = (encoder.feature_dim, hidden_dim, bottleneck_dim, output_dim, head_batch_norm, norm_last_layer)
         self.head = _projection_head(*head_args)
-        # the paper keeps the prototypes fixed while the rest of the (random) network settles: their gradient is
-        # zeroed rather than dropped, so DDP sees every parameter used in every step
-        for param in self.head.last_layer.parameters():
-            if param.requires_grad:  # the weight-norm scale is fixed at 1 when norm_last_layer
-                param.register_hook(self._zero_while_last_layer_frozen)
+        # the paper keeps the prototypes fixed while the rest of the (random) network settles; a module hook (not
+        # a tensor hook, which pickling drops: ddp_spawn) runs after the weight norm has computed the weight
+        self.head.last_layer.register_forward_pre_hook(self._freeze_last_layer)
         self.teacher_encoder = copy.deepcopy(encoder)
         # a weight-normalised layer cannot be deep-copied: a second head starts from the student's weights
         self.teacher_head = _projection_head(*head_args)
@@ -122,8 +120,10 @@ class DINO(MomentumTask):
     def last_layer_frozen(self) -> bool:
         return float(self.progress) < self.freeze_last_layer_fraction
 
-    def _zero_while_last_layer_frozen(self, grad: Tensor) -> Tensor:
-        return torch.zeros_like(grad) if self.last_layer_frozen() else grad
+    def _freeze_last_layer(self, last_layer: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        if self.last_layer_frozen() and torch.is_grad_enabled():
+            # a zero gradient rather than none: DDP expects a gradient for every parameter in every step
+            last_layer.weight = last_layer.weight.detach() + 0.0 * last_layer.weight
 
     def forward(self, encoder: Encoder, x: Tensor) -> TaskOutput:
         batch = len(x)
