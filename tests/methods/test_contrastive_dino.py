@@ -228,8 +228,11 @@ def _assert_no_collapse(entropies: dict[str, float]) -> None:
     log_k = math.log(CPU_SIZES["output_dim"])
     # not collapsed onto a few prototypes: the batch's mean distribution spreads over more than sqrt(K) of them
     assert entropies["teacher_batch_entropy"] > 0.5 * log_k, entropies
-    # not collapsed to the uniform distribution: each image's teacher distribution is sharper than uniform
-    assert entropies["teacher_entropy"] < log_k - 0.1, entropies
+    # not collapsed to one distribution for every image (the uniform one, or any other): the prototype the teacher
+    # picks depends on the image. Their mutual information, batch entropy - mean per-image entropy, measured
+    # 0.30-0.65 nats over seeds 0-2 here, and 0.11 at a 16x too large learning rate (1e-3, 2D), where the teacher
+    # was becoming uniform
+    assert entropies["teacher_batch_entropy"] - entropies["teacher_entropy"] > 0.2, entropies
 
 
 @pytest.mark.real_data
