@@ -59,12 +59,16 @@ class DINO(MomentumTask):
     last layer frozen for the first 1 % (1 of 100 epochs), 2 global crops of 40-100 % and 8 local crops of
     5-40 % of the image at 96/224 of its side. Schedules are fractions of this run's steps, so a short run
     goes through them all. Small data and CPUs call for a smaller ``output_dim``/``hidden_dim`` and fewer
-    local crops. The learning rate should follow the paper's 5e-4 x batch / 256 (AdamW): on BreastMNIST at
-    batch 32, 1e-3 made the teacher collapse to the uniform distribution within 40 steps (measured), 6.25e-5
-    did not. ``teacher_entropy`` and ``teacher_batch_entropy`` are logged to spot collapse."""
+    local crops. The learning rate follows the paper's 5e-4 x batch / 256 (AdamW; ``recommended_lr``, used when
+    a run sets none): on BreastMNIST at batch 32, 1e-3 made the teacher collapse to the uniform distribution
+    within 40 steps (measured), 6.25e-5 did not. ``teacher_entropy`` and ``teacher_batch_entropy`` are logged to spot collapse."""
 
     name = "dino"
     family = "contrastive"
+
+    @classmethod
+    def recommended_lr(cls, batch_size: int) -> float:
+        return 5e-4 * batch_size / 256
 
     def __init__(self, encoder: Encoder, momentum: float = 0.996, output_dim: int = 65536, hidden_dim: int = 2048,
                  bottleneck_dim: int = 256, head_batch_norm: bool = False, norm_last_layer: bool = True,
