@@ -61,7 +61,8 @@ class DINO(MomentumTask):
     goes through them all. Small data and CPUs call for a smaller ``output_dim``/``hidden_dim`` and fewer
     local crops. The learning rate follows the paper's 5e-4 x batch / 256 (AdamW; ``recommended_lr``, used when
     a run sets none): on BreastMNIST at batch 32, 1e-3 made the teacher collapse to the uniform distribution
-    within 40 steps (measured), 6.25e-5 did not. ``teacher_entropy`` and ``teacher_batch_entropy`` are logged to spot collapse."""
+    within 40 steps (measured), 6.25e-5 did not. ``teacher_entropy`` and ``teacher_batch_entropy`` are logged to
+    spot collapse."""
 
     name = "dino"
     family = "contrastive"
