@@ -56,7 +56,7 @@ def test_the_backbone_is_the_pretrained_encoder(tmp_path):
     run, images = tmp_path / "pre", _as_image_data(data)
     pretrain(PretrainConfig(data="x", out=str(run), method="rotation", backbone="resnet10", width=0.125, epochs=1,
                             batch_size=4, accelerator="cpu"), data=images, progress=False)
-    detector = build_detector(load_pretrained(run, images), data.num_classes)
+    detector = build_detector(load_pretrained(run, data), data.num_classes)  # the detection data itself
     backbone = detector.network.feature_extractor.encoder.net.state_dict()
     for key, value in load_state(run / "encoder.pt").items():
         assert torch.equal(backbone[key], value), key

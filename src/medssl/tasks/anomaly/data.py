@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medssl.data.conventions import Conventions
 from medssl.data.dataset import UNLABELED, Split
 from medssl.data.planted import planted_from_spec
 from medssl.data.sources import load_data
@@ -29,6 +30,7 @@ class AnomalyData:
     masks: np.ndarray | None
     spatial_dims: int
     class_names: list[str]
+    conventions: Conventions | None = None  # of a real dataset: checked against a pre-trained encoder's
 
     @property
     def channels(self) -> int:
@@ -49,10 +51,11 @@ def load_anomaly_data(spec: str, normal_class: list[int], *, seed: int = 0, size
                       window: tuple[float, float] | None = None) -> AnomalyData:
     if spec.startswith("synthetic:planted"):
         splits, masks, dims = _planted(spec, seed)
-        class_names = PLANTED_CLASSES
+        class_names, conventions = PLANTED_CLASSES, None
     else:
         data = load_data(spec, seed=seed, size=size, window=window)
         splits, masks, dims, class_names = data.splits, {}, data.spatial_dims, data.class_names
+        conventions = data.conventions
     if "test" not in splits:
         raise MedsslError(f"{spec}: anomaly detection needs a 'test' split")
     labels = np.concatenate([s.labels for s in splits.values()])
@@ -73,4 +76,4 @@ def load_anomaly_data(spec: str, normal_class: list[int], *, seed: int = 0, size
         raise MedsslError(f"{spec}: the test split needs normal and anomalous images (normal class "
                           f"{', '.join(map(str, normal_class))})")
     return AnomalyData(spec, normal_train, test.images[labelled], anomalous,
-                       None if test_masks is None else test_masks[labelled], dims, list(class_names))
+                       None if test_masks is None else test_masks[labelled], dims, list(class_names), conventions)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from monai.data.box_utils import StandardMode, convert_box_mode
 
+from medssl.data.conventions import Conventions
 from medssl.data.dataset import SPLITS
 from medssl.data.folder import image_reader, load_image
 from medssl.data.planted import SPLIT_FRACTIONS, planted_from_spec
@@ -45,6 +46,7 @@ class DetData:
     splits: dict[str, DetSplit]
     spatial_dims: int
     class_names: list[str]
+    conventions: Conventions | None = None  # none recorded: planted boxes and manifests carry no intensity record
 
     @property
     def channels(self) -> int:
