@@ -3,6 +3,7 @@ training images, unlabeled) vs from scratch, next to the trivial predictor (one 
 Prints one JSON line per run.
 
     python benchmarks/detection.py [--seeds 0] [--method genesis] [--label-fractions 1.0 0.25] [--only 2d|3d]
+                                   [--scratch-only]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--method", default="genesis")
     parser.add_argument("--label-fractions", type=float, nargs="+", default=[1.0])
     parser.add_argument("--only", choices=list(SETTINGS))
+    parser.add_argument("--scratch-only", action="store_true", help="no pre-training, no transfer runs")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="medssl-detection-"))
     for name, (spec, pre_epochs, epochs) in SETTINGS.items():
@@ -44,11 +46,12 @@ def main() -> None:
             pool = ImageData(spec, {"train": Split(train.images, np.full(len(train), UNLABELED))}, data.spatial_dims, 1)
             start = time.perf_counter()
             pre = root / f"{name}-{args.method}-{seed}"
-            pretrain(PretrainConfig(data=spec, out=str(pre), method=args.method, epochs=pre_epochs, seed=seed,
-                                    batch_size=32, lr=2e-3, **MODEL), data=pool, progress=False)
+            if not args.scratch_only:
+                pretrain(PretrainConfig(data=spec, out=str(pre), method=args.method, epochs=pre_epochs, seed=seed,
+                                        batch_size=32, lr=2e-3, **MODEL), data=pool, progress=False)
             pre_s = time.perf_counter() - start
             for fraction in args.label_fractions:
-                for init in ("scratch", str(pre)):
+                for init in ("scratch",) if args.scratch_only else ("scratch", str(pre)):
                     start = time.perf_counter()
                     result = finetune_detection(DetectConfig(
                         data=spec, out=str(root / f"{name}-{Path(init).name}-{fraction}-{seed}"), checkpoint=init,
