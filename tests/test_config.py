@@ -41,7 +41,7 @@ def test_an_unknown_key_is_one_line_naming_the_valid_keys_and_the_closest():
 
 
 @pytest.mark.parametrize(("values", "match"), [
-    ({"lr": "fast"}, "run.yaml: lr must be float, got 'fast'"),
+    ({"lr": "fast"}, "run.yaml: lr must be float or null, got 'fast'"),
     ({"epochs": 2.5}, "run.yaml: epochs must be a whole number, got 2.5"),
     ({"overwrite": "maybe"}, "run.yaml: overwrite must be bool, got 'maybe'"),
     ({"loggers": "csv"}, "run.yaml: loggers must be a list of str, got 'csv'"),

@@ -6,7 +6,7 @@ import difflib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from medssl.data.dataset import SPLITS
 from medssl.data.preprocess import Preprocessing
@@ -81,6 +81,7 @@ def config_values(config: type, values: Mapping[str, Any], where: str) -> dict[s
 
 @dataclass
 class CommonConfig:
+    lr_may_default: ClassVar[bool] = False  # may ``lr`` be None (a default resolved at run time)?
     data: str = option(help="npz, folder (images/volumes/DICOM, or with labels.csv), glob, manifest .csv, MSD "
                             "folder, prepared cache, medmnist:NAME[@SIZE] or synthetic:lesions2d", metavar="SPEC")
     out: str = option(help="run directory to create", metavar="DIR")
@@ -130,7 +131,8 @@ class CommonConfig:
         _check(self.batch_size is None or self.batch_size >= 2, f"batch size must be >= 2, got {self.batch_size}")
         _check(self.memory_limit_gb is None or self.memory_limit_gb > 0,
                f"memory limit must be > 0 GB, got {self.memory_limit_gb}")
-        _check(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
+        _check((self.lr is None and self.lr_may_default) or (self.lr is not None and self.lr > 0),
+               f"learning rate must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
         _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         _check(self.devices >= 1, "devices must be >= 1")
@@ -171,6 +173,10 @@ class CommonConfig:
 
 @dataclass
 class PretrainConfig(CommonConfig):
+    lr_may_default: ClassVar[bool] = True
+    # None: the method's recommended rate (methods.base.pretraining_lr), recorded resolved in config.yaml
+    lr: float | None = option(None, help="learning rate (default: the method's own where its paper prescribes "
+                                         "one, e.g. DINO 5e-4 x batch / 256; else 1e-3)")
     method: str = option("simclr", help="method name, or several joined by '+' (`medssl methods` lists them)")
     weights: list[float] | None = option(None, help="loss weights for combined methods, e.g. 1,1,0.5",
                                          metavar="W,...")

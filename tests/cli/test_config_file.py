@@ -16,7 +16,9 @@ import yaml
 
 from medssl.cli import build_parser, main
 from medssl.cli.args import config_from_options, flag, read_config_file
-from medssl.config import CommonConfig, FinetuneConfig, PretrainConfig, SegmentConfig, config_values
+from medssl.cli.train import task_of_run
+from medssl.config import CommonConfig, FinetuneConfig, PretrainConfig, config_values
+from medssl.tasks.registry import get_task
 from tests.cli.test_commands import assert_one_line_error
 
 TINY = ["--data", "synthetic:lesions2d@16?n=40", "--backbone", "resnet10", "--width", "0.125", "--batch-size", "16",
@@ -125,14 +127,19 @@ def test_a_classification_run_config_reruns_it_with_an_option_changed(tmp_path, 
     assert changed == {"out", "seed"}
 
 
-def test_a_segmentation_run_config_holds_only_its_fields_and_what_runs_record(tmp_path):
-    out = tmp_path / "seg"
-    assert main(["finetune", "--task", "segment", "--data", "synthetic:blobs2d@16?n=8", "--checkpoint", "scratch",
-                 "--out", str(out), "--epochs", "1", "--steps-per-epoch", "1", "--patch-size", "16", "--backbone",
-                 "resnet10", "--width", "0.125", "--batch-size", "2", "--no-progress", "--accelerator", "cpu"]) == 0
+@pytest.mark.parametrize(("task", "options"), [
+    ("segment", ["--data", "synthetic:blobs2d@16?n=8", "--steps-per-epoch", "1", "--patch-size", "16"]),
+    ("detect", ["--data", "synthetic:boxes2d@32?n=16", "--min-samples-per-epoch", "0"]),
+])
+def test_a_task_run_config_holds_only_its_fields_and_what_runs_record(tmp_path, task, options):
+    out = tmp_path / task
+    assert main(["finetune", "--task", task, *options, "--checkpoint", "scratch", "--out", str(out), "--epochs", "1",
+                 "--backbone", "resnet10", "--width", "0.125", "--batch-size", "2", "--no-progress",
+                 "--accelerator", "cpu"]) == 0
     kind, entries = read_config_file(str(out / "config.yaml"))
-    assert kind == "segment"
-    assert config_values(SegmentConfig, entries, "config.yaml")["patch_size"] == 16
+    assert task_of_run(kind, "config.yaml") == task
+    config = get_task(task).config(**config_values(get_task(task).config, entries, "config.yaml"))
+    assert (config.out, config.epochs, config.width) == (str(out), 1, 0.125)
 
 
 @pytest.fixture
