@@ -112,3 +112,12 @@ def test_a_refused_finetune_writes_nothing(upstream, tmp_path):
     with pytest.raises(MedsslError, match="load it with intensity ct:-1000,400"):
         finetune(config, progress=False)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["run", "package"])
+def test_evaluate_checks_the_encoders_conventions_like_fine_tuning(upstream, kind):
+    from medssl.evaluate.checkpoints import load_encoder
+
+    with pytest.raises(MedsslError, match="load it with intensity ct:-1000,400"):
+        load_encoder(upstream[kind], _data(upstream["manifest"]))
+    assert load_encoder(upstream[kind], _data(upstream["manifest"], CT)).feature_dim > 0
