@@ -170,8 +170,7 @@ def run_presets(args: argparse.Namespace) -> None:
         return
     for name in PRESETS:
         spec = preset(name)
-        cells = (len(spec.methods) * len(spec.backbones) * len(spec.label_levels) * len(spec.imbalance_ratios)
-                 * len(spec.policies) * len(spec.seeds))
+        cells = spec.cell_count() // len(spec.datasets)
         labels = (f"labelled images {','.join(map(str, spec.label_counts))}" if spec.label_counts else
                   f"fractions {','.join(f'{f:g}' for f in spec.label_fractions)}")
         print(f"{name:<16}{cells:>5} {spec.task} cells per dataset: methods {','.join(spec.methods)}; {labels}")

@@ -17,15 +17,16 @@ from pathlib import Path
 
 from medssl.runio import write_text
 from medssl.study import plots
+from medssl.study.axes import get_axis, setting_axes, shown
 from medssl.study.inference import ALPHA, RESAMPLES, Difference, Power, power_analysis
 from medssl.study.stats import (
     AUC,
     BALANCED_ACCURACY,
-    CONDITION,
     MINORITY_RECALL,
     Comparison,
     Metric,
     compare_to_scratch,
+    condition_keys,
     conditions,
     describe,
     judge,
@@ -110,10 +111,7 @@ def _fraction(fraction: float) -> str:
 
 def _labels(condition: dict) -> str:
     """The point on the labels axis, as a phrase: '10 % labels' or '4 labelled images'."""
-    count = condition.get("label_count")
-    if count is not None:
-        return f"{count} labelled image{'s' if count != 1 else ''}"
-    return f"{_fraction(condition['label_fraction'])} labels"
+    return get_axis("labels").words(condition)
 
 
 def _labels_axis(spec: dict) -> str:
@@ -147,14 +145,12 @@ def _backbone_label(b: dict) -> str:
 
 def _setting(condition: dict, spec: dict) -> str:
     """The condition's levels that the study varies or sets (the dataset and method have their own columns)."""
-    parts = [_labels(condition)]
-    if condition.get("imbalance_ratio") is not None or len(spec.get("imbalance_ratios", [None])) > 1:
-        parts.append(f"{_ratio(condition.get('imbalance_ratio'))} imbalance")
-    if len(spec.get("policies", ["default"])) > 1 or condition.get("policy") not in (None, "default"):
-        parts.append(f"policy {condition['policy']}")
-    if len(spec.get("backbones", [])) > 1:
-        parts.append(str(condition["backbone"]))
-    return ", ".join(parts)
+    return ", ".join(axis.words(condition) for axis in setting_axes() if shown(axis, spec, condition))
+
+
+def _setting_columns(conditions_: list[dict], spec: dict) -> list:
+    """The axes a table gives a column: those the report names in any of its conditions."""
+    return [axis for axis in setting_axes() if any(shown(axis, spec, c) for c in conditions_)]
 
 
 def _upstream(condition: dict) -> str:
@@ -252,11 +248,14 @@ def condition_table(rows: list[dict], spec: dict, metric: Metric = AUC) -> Table
     segment = metric != AUC
     name = metric.name
     out = []
-    for condition_key, group in conditions(rows).items():
-        condition = dict(zip(CONDITION, condition_key, strict=True))
+    grouped = {tuple(key): group for key, group in conditions(rows).items()}
+    keys = condition_keys()
+    setting = _setting_columns([dict(zip(keys, key, strict=True)) for key in grouped], spec)
+    for condition_key, group in grouped.items():
+        condition = dict(zip(keys, condition_key, strict=True))
         score = describe([r[metric.column] for r in group])
-        cells = [condition["method"], _upstream(condition), _setting(condition, spec), str(score.n),
-                 _num(score.mean), _num(score.sd), _ci(score.low, score.high)]
+        cells = [condition["method"], _upstream(condition), *(axis.cell(condition) for axis in setting),
+                 str(score.n), _num(score.mean), _num(score.sd), _ci(score.low, score.high)]
         if segment:
             runs = [json.loads(r["metrics"]) for r in group]
             cells.append("/".join(sorted({str(m.get("transfer", "–")) for m in runs})))
@@ -264,7 +263,8 @@ def condition_table(rows: list[dict], spec: dict, metric: Metric = AUC) -> Table
         else:
             cells.append(_num(describe([r["minority_recall"] for r in group]).mean))
         out.append(cells)
-    columns = ["method", "upstream", "setting", "seeds", f"{name} mean", f"{name} sd", f"{name} 95 % CI"]
+    columns = ["method", "upstream", *(axis.title for axis in setting), "seeds", f"{name} mean", f"{name} sd",
+               f"{name} 95 % CI"]
     columns += ["transfer", *(f"{key} mean" for key, _ in SEGMENT_EXTRAS)] if segment else \
         ["minority recall mean"]
     return Table(f"Test {name} per arm (over seeds; t interval)", columns, out)
@@ -296,16 +296,18 @@ def paired_table(comparisons: list[Comparison], spec: dict, metric: Metric, cont
     segment = metric != AUC
     name = metric.name
     out = []
+    setting = _setting_columns([c.condition for c in comparisons], spec)
     for c in comparisons:
         d = c.score
-        cells = [c.condition["method"], _upstream(c.condition), _setting(c.condition, spec), str(d.seeds),
-                 _difference_cell(d), _p(d.adjusted_p), d.verdict]
+        cells = [c.condition["method"], _upstream(c.condition), *(axis.cell(c.condition) for axis in setting),
+                 str(d.seeds), _difference_cell(d), _p(d.adjusted_p), d.verdict]
         if not segment:
             cells += [_delong_cell(d), _difference_cell(c.metrics.get(BALANCED_ACCURACY)),
                       _difference_cell(c.metrics.get(MINORITY_RECALL))]
         cells += [_p(d.permutation_p), _power_cell(d, context), d.sources]
         out.append(cells)
-    columns = ["method", "upstream", "setting", "seeds", f"Δ {name} [95 % CI]", context.p_name, "verdict"]
+    columns = ["method", "upstream", *(axis.title for axis in setting), "seeds", f"Δ {name} [95 % CI]",
+               context.p_name, "verdict"]
     if not segment:
         columns += ["DeLong p (median over seeds)", "Δ balanced accuracy", "Δ minority recall"]
     columns += ["sign-flip p", "detectable Δ (80 % power); seeds needed", "CI covers"]

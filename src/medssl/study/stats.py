@@ -37,11 +37,7 @@ from medssl.study.inference import (
     seed_only_difference,
     weighted_mean,
 )
-from medssl.study.spec import SCRATCH
-
-CONDITION = ("dataset", "upstream", "method", "backbone", "label_fraction", "label_count", "imbalance_ratio",
-             "policy")
-PAIRING = ("dataset", "backbone", "label_fraction", "label_count", "imbalance_ratio", "policy")  # scratch's arm
+from medssl.study.axes import SCRATCH, condition_keys, pairing_keys
 
 
 @dataclass(frozen=True)
@@ -94,8 +90,9 @@ def describe(values: list[float | None]) -> Estimate:
 def conditions(rows: list[dict]) -> dict[tuple, list[dict]]:
     """Rows grouped by everything but the seed (insertion order kept)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
+    keys = condition_keys()
     for row in rows:
-        groups[tuple(row.get(k) for k in CONDITION)].append(row)
+        groups[tuple(row.get(k) for k in keys)].append(row)
     return dict(groups)
 
 
@@ -204,14 +201,15 @@ def compare_to_scratch(rows: list[dict], metric: Metric = AUC, *, resamples: int
                        outcomes: Callable[[dict, bool], Outcome | None] | None = None) -> list[Comparison]:
     """Every non-scratch condition against scratch with the same pairing factors, matched seed by seed."""
     def pairing(row: dict) -> tuple:
-        return tuple(row.get(k) for k in PAIRING), row["seed"]
+        return tuple(row.get(k) for k in paired), row["seed"]
 
+    paired, keys = pairing_keys(), condition_keys()
     load = outcomes or Outcomes()
     segment = metric != AUC
     scratch = {pairing(r): r for r in rows if r["method"] == SCRATCH}
     out = []
     for key, group in conditions(rows).items():
-        condition = dict(zip(CONDITION, key, strict=True))
+        condition = dict(zip(keys, key, strict=True))
         if condition["method"] == SCRATCH:
             continue
         pairs = [(r, scratch.get(pairing(r))) for r in group]
