@@ -116,5 +116,5 @@ def test_spec_settings_are_the_config_dataclass_fields():
     assert not {"label_count", "grid", "mask_suffix"} & set(segment)
     assert {"accelerator", "precision", "deterministic"} <= set(run_keys())
     parse_spec(tiny_raw(finetune={"epochs": 1, "focal_gamma": 1.0}))
-    with pytest.raises(MedsslError, match="unknown 'finetune' setting.*loss"):
+    with pytest.raises(MedsslError, match=r"unknown 'finetune' setting.*loss"):
         parse_spec(tiny_raw(finetune={"loss": "focal"}))  # a policy sets it

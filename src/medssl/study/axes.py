@@ -89,7 +89,6 @@ class Axis:
     read: Callable[[dict], list] | None = None  # levels from the raw spec when one key is not enough
     dump: Callable[[list], dict] | None = None  # the canonical spec entries of the levels
     spec_keys: tuple[str, ...] = ()  # the spec keys it reads (default: ``key``)
-    why_not: str = ""  # why a task without its fields has no such axis (appended to the refusal)
     encode: Callable[[Any], Any] = _same  # a level as JSON
     phrase: str = "{}"  # the formatted level in a sentence ("{} imbalance")
     from_labels: Callable[[dict], Any] | None = None  # a level (as ``format`` takes it) from a cell's labels
@@ -176,7 +175,9 @@ def whole(value: object, what: str) -> int:
 
 
 def parse_backbone(value: object) -> Backbone:
-    if isinstance(value, str):  # "resnet10" or "resnet10x0.25"
+    if isinstance(value, Backbone):
+        backbone = value
+    elif isinstance(value, str):  # "resnet10" or "resnet10x0.25"
         name, _, width = value.partition("x")
         try:
             backbone = Backbone(name, float(width) if width else 1.0)
@@ -306,11 +307,11 @@ BUILT_IN: tuple[Axis, ...] = (
     Axis("imbalance_ratio", "imbalance_ratios", "imbalance", "paired", (None,), parse=parse_ratio,
          overrides=lambda r: {"imbalance_ratio": r}, fields=("imbalance_ratio",),
          tag=lambda r: "rnat" if r is None else f"r{r:g}", format=ratio_phrase, phrase="{} imbalance",
-         recorded_at_default=True, why_not="masks are not subsampled by class"),
+         recorded_at_default=True),
     Axis("policy", "policies", "policy", "paired", ("default",), parse=_strings,
          check=check_policies, overrides=policy_overrides,
          fields=tuple(sorted({k for o in POLICIES.values() for k in o})), tag=_text,
-         phrase="policy {}", recorded_at_default=True, why_not="set the recipe under 'finetune'"),
+         phrase="policy {}", recorded_at_default=True),
     Axis("seed", "seeds", "seed", "replicate", (0, 1, 2), read=read_seeds, overrides=lambda s: {"seed": s},
          fields=("seed",), tag=lambda s: f"s{s}", recorded_at_default=True),
 )

@@ -39,6 +39,7 @@ from medssl.study.tasks import DEFAULT_CROPS, seg_data, study_task
 from medssl.study.tuning import GRID_KEY, check_grid, point_overrides, run_grid
 
 POLL_S = 2.0
+TASK_IMAGES = "task_images"  # a pre-training cell's key: pre-train on a task's own training images (upstream: same)
 
 
 def _slug(text: str) -> str:
@@ -65,15 +66,18 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
     pretrains: dict[str, Cell] = {}
     finetunes: list[Cell] = []
 
-    def pretrain_cell(upstream: str, method: str, backbone: Backbone, seed: int, on_crops: bool) -> str:
+    def pretrain_cell(upstream: str, method: str, backbone: Backbone, seed: int, on_task_data: bool) -> str:
         config = {"data": upstream, "method": method, "backbone": backbone.name, "width": backbone.width,
                   "seed": seed, **common, **pre_settings}
         if spec.method_args.get(method):  # only when given: cells of studies without method_args keep their keys
             config["method_args"] = spec.method_args[method]
-        if on_crops:  # pre-train on crops of the task's training images (no mask is read into the pool)
+        if on_task_data and task.crops:  # pre-train on crops of the task's training images (no mask is read)
             config["crops"] = {"n": spec.pretrain.get("crops", DEFAULT_CROPS),
                                "patch": spec.finetune.get("patch_size", task.task.config.patch_size),
                                **spec.masks}
+        elif on_task_data and task.own_images is not None:  # the task's own (unlabelled) training images
+            config[TASK_IMAGES] = {"task": task.name, **{k: spec.finetune[k] for k in task.pretrain_options
+                                                          if k in spec.finetune}}
         name = f"{method}-{backbone.label}-s{seed}-{_digest(config)}"
         key = f"pretrain/{_slug(upstream)}/{name}"
         labels = {"dataset": upstream, "method": method, "backbone": backbone.label, "width": backbone.width,
@@ -88,7 +92,7 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
             continue  # scratch and the baselines have no upstream: one arm per downstream dataset
         up = dataset if upstream == SAME else upstream
         depends = None if method in NOT_PRETRAINED else pretrain_cell(
-            up, method, point["backbone"], seed if pre_seed == SAME else pre_seed, task.crops and upstream == SAME)
+            up, method, point["backbone"], seed if pre_seed == SAME else pre_seed, upstream == SAME)
         config = {**common, **spec.finetune, **spec.masks}
         labels: dict = {}
         for axis, level in zip(grid_axes, levels, strict=True):
@@ -240,7 +244,8 @@ def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: flo
             ran += 1
             counts = store.counts(spec_hash)
             metric = task_metric(row.get("task"))
-            score = f": test {metric.name} {row[metric.column]:.3f}" if row.get(metric.column) is not None else ""
+            value = metric.value(row) if row.get("kind") == "finetune" else None
+            score = f": test {metric.name} {value:.3f}" if value is not None else ""
             print(f"[{counts.get('done', 0)}/{sum(counts.values())}] {cell.key}{score}"
                   f" ({row['finished_at'] - started:.0f} s)", file=sys.stderr)
     finally:
@@ -265,6 +270,9 @@ def load_images(config: dict, cache: dict) -> ImageData:
 
 
 def _pretraining_data(config: dict, cache: dict) -> ImageData:
+    if TASK_IMAGES in config:
+        options = {k: v for k, v in config[TASK_IMAGES].items() if k != "task"}
+        return study_task(config[TASK_IMAGES]["task"]).own_images({**config, **options}, cache)
     if "crops" not in config:
         return load_images(config, cache)
     seg = seg_data(config, cache)
@@ -287,7 +295,8 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
     row = {"kind": cell.kind, **{k: cell.labels.get(k) for k in RESULT_LABELS}, "run_dir": str(run_dir)}
     if cell.kind == "pretrain":
         data = _pretraining_data(cell.config, cache)
-        pre_config = PretrainConfig(**{k: v for k, v in cell.config.items() if k != "crops"}, out=str(run_dir))
+        pre_config = PretrainConfig(**{k: v for k, v in cell.config.items() if k not in ("crops", TASK_IMAGES)},
+                                    out=str(run_dir))
         if not is_complete(run_dir):
             api.pretrain(pre_config, data=data, progress=progress)
         metrics = json.loads((run_dir / "metrics.json").read_text())

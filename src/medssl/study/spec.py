@@ -61,7 +61,7 @@ def run_keys() -> tuple[str, ...]:
 def pretrain_keys() -> tuple[str, ...]:
     """``pretrain:`` -- PretrainConfig's own fields and the stage settings; axes set method/backbone/data."""
     axis_set = {k for a in axes() for level in a.default[:1] for k in a.config(level)} | {"method", "data"}
-    skip = {*STUDY_SET, *axis_set, *run_keys(), "method_args"}
+    skip = {*STUDY_SET, *axis_set, *run_keys(), *NOT_STUDY_OPTIONS, "method_args"}
     own = [f.name for f in fields(PretrainConfig) if f.name not in skip]
     return tuple(dict.fromkeys([*own, *PRETRAIN_STUDY_KEYS]))
 
@@ -71,7 +71,7 @@ def finetune_keys(task: StudyTask) -> tuple[str, ...]:
     config_fields = task.config_fields()
     axis_set = {k for a in applicable(config_fields) for level in a.default[:1] for k in a.config(level)}
     axis_set |= {k for a in applicable(config_fields) for k in a.fields}
-    skip = {*STUDY_SET, *axis_set, *run_keys(), *task.data_options}
+    skip = {*STUDY_SET, *axis_set, *run_keys(), *NOT_STUDY_OPTIONS, *task.data_options}
     own = [f.name for f in fields(task.task.config) if f.name not in skip]
     return tuple([*own, GRID_KEY] if task.tunable else own)
 
@@ -164,9 +164,9 @@ class StudySpec:
         config_fields = task.config_fields()
         for axis in axes():
             if not axis.applies(config_fields) and self.levels[axis.key] != list(axis.default):
-                self._refuse(f"{task.name} studies have no {axis.title} axis"
-                             + (f" ({axis.why_not})" if axis.why_not else "")
-                             + f"; leave '{axis.key}' out")
+                missing = ", ".join(sorted(set(axis.fields) - config_fields))
+                self._refuse(f"{task.name} studies have no {axis.title} axis (the {task.name} config has no "
+                             f"{missing}); leave {' / '.join(repr(k) for k in axis.keys)} out")
         if self.label_counts and "label_count" not in config_fields:
             counted = [n for n in _task_names() if "label_count" in study_task(n).config_fields()]
             self._refuse(f"'label_counts' is for {' or '.join(counted)} studies; {task.name} takes "

@@ -10,39 +10,65 @@ primary metric (from the run's metrics.json ``test``), intervals over seeds only
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from medssl.tasks.base import Task
-from medssl.tasks.registry import get_task, tasks
+from medssl.tasks.registry import get_task
 
 DEFAULT_CROPS = 1024  # pre-training crops of the segmentation training images (upstream: same)
 
 
 @dataclass(frozen=True)
+class ReportColumn:
+    """A column of the report's per-arm table: the mean over seeds of a number of each run, or the distinct
+    texts (``digits`` None) -- e.g. what was transferred."""
+
+    title: str
+    value: Callable[[dict], object]  # a results row -> number | text | None
+    digits: int | None = 3
+
+
+def test_metric(key: str) -> Callable[[dict], object]:
+    """A row's test metric ``key`` (from the run's metrics.json)."""
+    return lambda row: json.loads(row.get("metrics") or "{}").get("test", {}).get(key)
+
+
+def run_metric(key: str) -> Callable[[dict], object]:
+    return lambda row: json.loads(row.get("metrics") or "{}").get(key, "–")
+
+
+@dataclass(frozen=True)
 class StudyTask:
-    """``prefix``: the run-dir folder of its cells. ``data_options``: the keys of the spec's ``masks:`` section
-    (how the task's data is read; empty: no such section). ``crops``: ``upstream: same`` pre-trains on random
-    crops of the task's training images. ``tunable``: ``finetune.grid`` is supported. ``arm``: config changes of
-    a not-pretrained arm (scratch, a baseline) or a pre-trained one. ``load_data(config, cache)``: the data the
-    run function takes (None: the run loads it). ``columns(metrics, data)``: the ``results`` columns a finished
-    run fills besides the common ones. ``outcome(row)``: the per-sample test outcome that pairs two runs on the
-    same test samples, or None (intervals over seeds only). ``report_metrics``: secondary test metrics shown in
-    the report's condition table (name, digits)."""
+    """``prefix``: the run-dir folder of its cells (default: the task's name). ``data_options``: the keys of the
+    spec's ``masks:`` section (how the task's data is read; empty: no such section). ``crops``: ``upstream:
+    same`` pre-trains on random crops of the task's training images (else ``own_images``, if given, supplies
+    the task's unlabelled training images to pre-train on). ``tunable``: ``finetune.grid`` is supported.
+    ``arm(method, config)``: config changes of a not-pretrained arm (scratch, a baseline) or a pre-trained one.
+    ``load_data(config, cache)``: the data the run function takes (None: the run loads it). ``columns(metrics,
+    data)``: the ``results`` columns a finished run fills besides the common ones; ``metric_column`` the one
+    holding the primary metric ('' : read from ``metric_values``). ``outcomes``: the kind of per-sample test
+    outcome that pairs two runs on the same test samples (``study.stats.OUTCOME_LOADERS``; '' : intervals over
+    seeds only). ``report_columns``: what the report's per-arm table shows besides the primary metric."""
 
     task: Task
     prefix: str = ""
     data_options: tuple[str, ...] = ()
     crops: bool = False
+    own_images: Callable[[dict, dict], Any] | None = None
     tunable: bool = False
     arm: Callable[[str, dict], None] | None = None
     load_data: Callable[[dict, dict], Any] | None = None
     columns: Callable[[dict, Any], dict] | None = None
-    report_metrics: tuple[tuple[str, int], ...] = ()
-    extra: dict = field(default_factory=dict)
+    metric_column: str = ""
+    outcomes: str = ""
+    report_columns: tuple[ReportColumn, ...] = ()
+    pretrain_options: tuple[str, ...] = ()  # finetune settings the task's own images for pre-training depend on
+    pretrain_pool: str = ""  # what ``upstream: same`` pre-trains on, in words (the report's protocol)
+    selection: str = ""  # what is chosen on which data, in words (default: epoch and threshold on validation)
 
     @property
     def name(self) -> str:
@@ -64,12 +90,10 @@ class StudyTask:
         return runner(config, progress=False) if data is None else runner(config, data=data, progress=False)
 
     def result_columns(self, metrics: dict, data: Any) -> dict:
-        test = metrics.get("test", {})
-        primary = test.get(self.task.primary_metric)
         row = {"n_labelled": metrics.get("train", {}).get("n")}
         if self.columns is not None:
             row.update(self.columns(metrics, data))
-        return {**row, "primary": None if primary is None else float(primary)}
+        return row
 
 
 # --- classification ------------------------------------------------------------------------------------------
@@ -80,16 +104,13 @@ def _classify_data(config: dict, cache: dict) -> Any:
 
 
 def _classify_columns(metrics: dict, data: Any) -> dict:
-    from medssl.finetune.predictions import PREDICTIONS_FILE
-
     counts = data.class_counts("train")
     minority = min(range(data.num_classes), key=lambda c: (counts[c], c))
     test = metrics["test"]
     thresholded = test.get("thresholded", {}).get("per_class_recall")
     return {"test_auc": test["auc"], "minority_class": minority,
             "minority_recall": test["per_class_recall"][minority],
-            "minority_recall_thresholded": None if thresholded is None else thresholded[minority],
-            "predictions_file": PREDICTIONS_FILE}
+            "minority_recall_thresholded": None if thresholded is None else thresholded[minority]}
 
 
 # --- segmentation --------------------------------------------------------------------------------------------
@@ -122,16 +143,86 @@ def _segment_columns(metrics: dict, data: Any) -> dict:
     return {"test_dice": metrics["test"]["dice"]}
 
 
-def _nan_free(value: object) -> float:
-    return math.nan if value is None else float(value)
+# --- detection and anomaly detection -------------------------------------------------------------------------
+def _generated_seed(config: dict) -> int:
+    return config.get("seed", 0) if str(config["data"]).startswith("synthetic:") else 0  # only generators use it
+
+
+def det_data(config: dict, cache: dict) -> Any:
+    from medssl.tasks.detect.data import load_detection_data
+
+    key = ("detect", config["data"], config.get("size"), _generated_seed(config))
+    if key not in cache:
+        cache[key] = load_detection_data(config["data"], seed=_generated_seed(config), size=config.get("size"))
+    return cache[key]
+
+
+def _det_images(config: dict, cache: dict) -> Any:
+    """The detection training images, unlabelled (no box is read into the pre-training pool)."""
+    from medssl.data.dataset import UNLABELED, ImageData, Split
+
+    data = det_data(config, cache)
+    train = data.splits["train"].images
+    return ImageData(f"{data.name}:train", {"train": Split(train, np.full(len(train), UNLABELED, np.int64))},
+                     data.spatial_dims, 1)
+
+
+def anomaly_data(config: dict, cache: dict) -> Any:
+    from medssl.tasks.anomaly.data import load_anomaly_data
+
+    normal = tuple(config.get("normal_class") or ())
+    key = ("anomaly", config["data"], config.get("size"), _generated_seed(config), normal)
+    if key not in cache:
+        cache[key] = load_anomaly_data(config["data"], list(normal), seed=_generated_seed(config),
+                                       size=config.get("size"))
+    return cache[key]
+
+
+def _normal_images(config: dict, cache: dict) -> Any:
+    """The normal training images only: what an anomaly detector may see before it is tested."""
+    from medssl.data.dataset import UNLABELED, ImageData, Split
+
+    data = anomaly_data(config, cache)
+    train = data.normal_train
+    return ImageData(f"{data.name}:normal", {"train": Split(train, np.full(len(train), UNLABELED, np.int64))},
+                     data.spatial_dims, 1)
+
+
+def _pretrained_as_is(method: str, config: dict) -> None:
+    """``finetune.epochs`` trains the scratch auto-encoder on the normal images; a pre-trained model (already
+    fitted to the normal training images when ``upstream: same``) is scored as it is."""
+    from medssl.study.axes import NOT_PRETRAINED
+
+    if method not in NOT_PRETRAINED:
+        config["epochs"] = 0
 
 
 # --- the adapters --------------------------------------------------------------------------------------------
 ADAPTERS: dict[str, dict] = {
-    "classify": {"prefix": "finetune", "tunable": True, "load_data": _classify_data, "columns": _classify_columns},
+    "classify": {"prefix": "finetune", "tunable": True, "load_data": _classify_data, "columns": _classify_columns,
+                 "metric_column": "test_auc", "outcomes": "predictions",
+                 "report_columns": (ReportColumn("minority recall mean", lambda r: r.get("minority_recall")),)},
     "segment": {"data_options": MASK_KEYS, "crops": True, "arm": _segment_arm, "load_data": seg_data,
-                "columns": _segment_columns,
-                "report_metrics": (("iou", 3), ("sensitivity", 3), ("specificity", 3), ("hd95", 1))},
+                "pretrain_pool": "random crops of the segmentation training images",
+                "columns": _segment_columns, "metric_column": "test_dice", "outcomes": "per_image",
+                "report_columns": (ReportColumn("transfer", run_metric("transfer"), None),
+                                   *(ReportColumn(f"{k} mean", test_metric(k), d)
+                                     for k, d in (("iou", 3), ("sensitivity", 3), ("specificity", 3), ("hd95", 1))))},
+    "detect": {"load_data": det_data, "own_images": _det_images,
+               "pretrain_pool": "the detection training images, without their boxes",
+               "selection": "the best epoch is chosen on validation AP@IoU0.1",
+               "report_columns": (ReportColumn("transfer", run_metric("transfer"), None),
+                                  ReportColumn("AP@IoU0.5 mean", test_metric("map_iou50")),
+                                  ReportColumn("FROC CPM mean", test_metric("froc_cpm")),
+                                  ReportColumn("trivial AP@IoU0.1", lambda r: json.loads(
+                                      r.get("metrics") or "{}").get("trivial_predictor", {}).get("map_iou10")))},
+    "anomaly": {"load_data": anomaly_data, "own_images": _normal_images, "arm": _pretrained_as_is,
+                "outcomes": "scores", "pretrain_options": ("normal_class",),
+                "pretrain_pool": "the normal training images only",
+                "selection": "nothing is selected: each model is fitted on the normal training images only and "
+                             "scored once",
+                "report_columns": (ReportColumn("scorer", run_metric("primary_scorer"), None),
+                                   ReportColumn("AUPRC mean", test_metric("auprc")))},
 }
 
 
@@ -139,16 +230,3 @@ def study_task(name: str | None) -> StudyTask:
     """The study adapter of a registered task (a one-line MedsslError naming the tasks otherwise)."""
     task = get_task(name or "classify")
     return StudyTask(task, **ADAPTERS.get(task.name, {}))
-
-
-def study_tasks() -> list[str]:
-    return list(tasks())
-
-
-def row_metrics(row: dict) -> dict:
-    return json.loads(row.get("metrics") or "{}")
-
-
-def run_path(row: dict, name: str) -> Path | None:
-    candidate = Path(row.get("run_dir") or "") / name
-    return candidate if row.get("run_dir") and candidate.is_file() else None
