@@ -45,7 +45,7 @@ from medssl.study.tuning import GRID_KEY, check_grid, grid_points, point_overrid
 STUDY_SET = ("data", "out", "seed", "size", "overwrite", "resume", "checkpoint")
 STAGE_SETTINGS = ("batch_size", "lr", "weight_decay")  # common fields that differ between the two stages
 NOT_STUDY_OPTIONS = ("window",)  # read by a run's own loader only: a study loads the data once per worker
-PRETRAIN_STUDY_KEYS = ("seed", "crops")  # pretrain: seed 'same' | int; crops of the segmentation images
+PRETRAIN_STUDY_KEYS = ("seed", "crops")  # pretrain: seed 'same' | int; crops of the task's images (StudyTask)
 
 
 def _names(config: type) -> set[str]:
@@ -197,10 +197,11 @@ class StudySpec:
         crops = self.pretrain.get("crops", DEFAULT_CROPS)
         if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
             self._refuse(f"pretrain crops must be a whole number >= 1, got {crops!r}")
-        for key, given, allowed in (("masks", self.masks, bool(task.data_options)),
-                                    ("pretrain crops", "crops" in self.pretrain, task.crops)):
-            if given and not allowed:
-                self._refuse(f"'{key}' is for segmentation studies (task: segment)")
+        for key, given, supports in (("masks", self.masks, lambda t: bool(t.data_options)),
+                                     ("pretrain crops", "crops" in self.pretrain, lambda t: t.crops)):
+            if given and not supports(task):
+                able = [n for n in _task_names() if supports(study_task(n))]
+                self._refuse(f"'{key}' is for {' or '.join(able)} studies, not {task.name}")
         unknown = set(self.masks) - set(task.data_options)
         if unknown:
             self._refuse(f"unknown 'masks' setting(s) {', '.join(sorted(unknown))}; known: "
