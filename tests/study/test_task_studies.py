@@ -4,14 +4,20 @@ each runs end to end into a SQLite store and is reported with the task's primary
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from medssl.config import CommonConfig
 from medssl.errors import MedsslError
+from medssl.runio import COMPLETE_MARKER, write_json
 from medssl.study.report import write_report
 from medssl.study.runner import plan, run_study
 from medssl.study.spec import parse_spec
 from medssl.study.store import Store
+from medssl.tasks.base import Task
+from medssl.tasks.common import RunResult
 
 BOXES = "synthetic:boxes2d@16?n=24"
 PLANTED = "synthetic:planted2d@16?n=40"
@@ -56,8 +62,8 @@ def test_task_study_specs_refuse_what_the_task_cannot_do_in_one_line(raw, match)
     assert "\n" not in str(err.value)
 
 
-def _report(tmp_path, raw: dict) -> tuple[str, list[dict]]:
-    spec = parse_spec(raw)
+def _report(tmp_path, raw) -> tuple[str, list[dict]]:
+    spec = raw if not isinstance(raw, dict) else parse_spec(raw)
     outcome = run_study(spec, tmp_path / "results.db", tmp_path / "runs")
     assert not outcome.failures, outcome.failures
     assert outcome.counts == {"done": len(plan(spec, tmp_path / "runs"))}
@@ -94,3 +100,44 @@ def test_a_tiny_anomaly_study_compares_pretext_models_with_a_scratch_autoencoder
     assert "AUROC mean" in markdown and "Δ AUROC [95 % CI]" in markdown and "DeLong" in markdown
     assert "seeds × test images" in markdown  # per-image scores pair the arms on the same test images
     assert "the normal training images only" in markdown
+
+
+# --- a task the study code has never heard of --------------------------------------------------------------
+@dataclass
+class ToyConfig(CommonConfig):
+    checkpoint: str = "scratch"
+    backbone: str = "resnet10"
+    width: float = 1.0
+    label_fraction: float = 1.0
+    epochs: int = 1
+
+
+def toy_run(config: ToyConfig, progress: bool = True) -> RunResult:
+    """A 'task' whose test score is known: more labels and a pre-trained start score higher."""
+    score = 0.5 * config.label_fraction + (0.3 if config.checkpoint != "scratch" else 0.0) + 0.01 * config.seed
+    metrics = {"test": {"score": score}, "train": {"n": 10}, "transfer": config.checkpoint != "scratch"}
+    out = Path(config.out)
+    write_json(out / COMPLETE_MARKER, metrics)  # metrics.json, written last: the run is complete
+    return RunResult(out, metrics)
+
+
+TOY = Task(name="toy", description="a toy task", config=ToyConfig, run=f"{__name__}:toy_run",
+           primary_metric="score", primary_label="toy score", metric_names=("score",))
+
+
+def test_a_newly_registered_task_runs_as_a_study_without_touching_the_study_code(tmp_path, monkeypatch):
+    from medssl.tasks import registry
+
+    monkeypatch.setitem(registry.tasks(), "toy", TOY)
+    spec = parse_spec({"name": "toy-study", "task": "toy", "datasets": ["toy-data"], "methods": ["scratch", "rotation"],
+                       "upstream": ["synthetic:lesions2d@16?n=60"], "backbones": ["resnet10x0.25"],
+                       "label_fractions": [0.5, 1.0], "seeds": 3, "pretrain": {"epochs": 1, "batch_size": 16},
+                       "finetune": {"epochs": 2}})
+    assert {c.key.split("/")[0] for c in plan(spec, "runs")} == {"pretrain", "toy"}
+    with pytest.raises(MedsslError, match="toy studies have no imbalance axis"):
+        parse_spec({"name": "t", "task": "toy", "datasets": ["d"], "methods": ["scratch"], "imbalance_ratios": [5]})
+    markdown, rows = _report(tmp_path, spec)
+    scores = sorted(r["metric_values"]["test.score"] for r in rows if r["seed"] == 0)
+    assert scores == pytest.approx([0.25, 0.5, 0.55, 0.8])
+    assert "toy score mean" in markdown and "Δ toy score [95 % CI]" in markdown
+    assert "rotation beats scratch" in markdown  # +0.3 at both label fractions, no seed noise in the difference
