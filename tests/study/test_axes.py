@@ -74,6 +74,24 @@ def test_a_new_axis_is_one_entry_seen_by_plan_conditions_report_and_status(toy_a
         parse_spec(tiny_raw(toy_levels=[1.5]))
 
 
+def test_an_axis_that_changes_pretraining_gives_each_level_its_own_encoder():
+    steps = axes.Axis("pretrain_steps", "pretrain_steps", "pre-training steps", "paired", (5,),
+                      parse=lambda v: axes.whole(v, "pretrain steps"), pretrain=lambda n: {"max_steps": n},
+                      tag=lambda n: f"p{n}")
+    axes.register(steps)
+    try:
+        cells = plan(parse_spec(tiny_raw(pretrain_steps=[5, 20])), "/runs")
+    finally:
+        axes.unregister(steps.name)
+    pretrains = [c for c in cells if c.kind == "pretrain"]
+    assert sorted(c.config["max_steps"] for c in pretrains) == [5, 5, 20, 20]  # x 2 seeds
+    for cell in cells:
+        if cell.kind == "finetune" and cell.depends_on is not None:  # fine-tuned from its level's encoder
+            encoder = next(p for p in pretrains if p.key == cell.depends_on)
+            assert encoder.labels["pretrain_steps"] == cell.labels["pretrain_steps"]
+    assert len({c.key for c in cells}) == len(cells)
+
+
 def axes_metric():
     from medssl.study.stats import AUC
 

@@ -11,7 +11,7 @@ matches runs one by one and is not part of a condition.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from medssl.errors import MedsslError
@@ -64,7 +64,9 @@ class Axis:
     ``name`` is the cell label, condition key and results column of a level; ``key`` the spec key listing the
     levels (and the ``StudySpec`` attribute). ``parse`` turns one raw YAML value into a level or raises a
     one-line ``MedsslError`` naming what is valid; ``check`` judges the levels together. ``overrides`` maps a
-    level onto the fine-tuning config; ``fields`` are the config fields it sets: the axis applies to a task
+    level onto the fine-tuning config, ``pretrain`` onto the pre-training config (the encoder then differs per
+    level; method, upstream, backbone and seed shape the encoder in ``runner.plan``); ``fields`` are the
+    fine-tuning config fields it sets: the axis applies to a task
     whose config has them all (else the spec must leave it at ``default``), and a spec may not set them under
     ``finetune:``. ``tag`` is the level's part of a cell's name, ``format`` the level in words, ``title`` the
     report column. ``shown``: when the report names the level (``always``; ``varied``: the study has several
@@ -80,6 +82,7 @@ class Axis:
     parse: Callable[[object], Any] = _same
     check: Callable[[list], None] | None = None
     overrides: Callable[[Any], dict] | None = None
+    pretrain: Callable[[Any], dict] | None = None
     fields: tuple[str, ...] = ()
     tag: Callable[[Any], str] | None = None
     format: Callable[[Any], str] = _text
@@ -92,7 +95,7 @@ class Axis:
     encode: Callable[[Any], Any] = _same  # a level as JSON
     phrase: str = "{}"  # the formatted level in a sentence ("{} imbalance")
     from_labels: Callable[[dict], Any] | None = None  # a level (as ``format`` takes it) from a cell's labels
-    extra: dict = field(default_factory=dict)
+    unpaired_labels: tuple[str, ...] = ()  # labels of ``columns`` that only describe (the backbone's width)
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -140,7 +143,7 @@ class Axis:
         """The label names of this axis that conditions, pairings and ``study status`` use (``columns`` may
         carry more: the backbone's width)."""
         probe = self.default[0] if self.default else None
-        return tuple(k for k in self.labels(probe) if k not in self.extra.get("unpaired_labels", ()))
+        return tuple(k for k in self.labels(probe) if k not in self.unpaired_labels)
 
     def config(self, level: Any) -> dict:
         return self.overrides(level) if self.overrides is not None else {}
@@ -277,26 +280,22 @@ def read_seeds(raw: dict) -> list[int]:
     return seeds
 
 
-def _strings(value: object) -> str:
-    return str(value)
-
-
 def ratio_phrase(ratio: float | None) -> str:
     return "natural" if ratio is None else f"1:{ratio:g}"
 
 
 # --- the registry --------------------------------------------------------------------------------------------
 BUILT_IN: tuple[Axis, ...] = (
-    Axis("dataset", "datasets", "dataset", "paired", (), parse=_strings, recorded_at_default=True,
+    Axis("dataset", "datasets", "dataset", "paired", (), parse=_text, recorded_at_default=True,
          overrides=lambda d: {"data": d}, fields=("data",), shown="varied"),
-    Axis("upstream", "upstream", "upstream", "arm", (SAME,), parse=_strings, recorded_at_default=True),
+    Axis("upstream", "upstream", "upstream", "arm", (SAME,), parse=_text, recorded_at_default=True),
     Axis("method", "methods", "method", "arm", (), parse=parse_method, tag=_text, recorded_at_default=True),
     Axis("backbone", "backbones", "backbone", "paired", (Backbone("resnet18"),), parse=parse_backbone,
          overrides=lambda b: {"backbone": b.name, "width": b.width}, fields=("backbone", "width"),
          tag=lambda b: b.label, format=lambda b: b.label if isinstance(b, Backbone) else str(b),
          encode=lambda b: {"name": b.name, "width": b.width},
          columns=lambda b: {"backbone": b.label, "width": b.width}, shown="varied", recorded_at_default=True,
-         extra={"unpaired_labels": ("width",)}),
+         unpaired_labels=("width",)),
     Axis("labels", "label_levels", "labels", "paired", ((1.0, None),), read=read_labels, dump=dump_labels,
          spec_keys=("label_fractions", "label_counts"), fields=("label_fraction",),
          overrides=lambda level: {"label_fraction": level[0] if level[0] is not None else 1.0,
@@ -308,7 +307,7 @@ BUILT_IN: tuple[Axis, ...] = (
          overrides=lambda r: {"imbalance_ratio": r}, fields=("imbalance_ratio",),
          tag=lambda r: "rnat" if r is None else f"r{r:g}", format=ratio_phrase, phrase="{} imbalance",
          recorded_at_default=True),
-    Axis("policy", "policies", "policy", "paired", ("default",), parse=_strings,
+    Axis("policy", "policies", "policy", "paired", ("default",), parse=_text,
          check=check_policies, overrides=policy_overrides,
          fields=tuple(sorted({k for o in POLICIES.values() for k in o})), tag=_text,
          phrase="policy {}", recorded_at_default=True),

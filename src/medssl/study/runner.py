@@ -66,9 +66,13 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
     pretrains: dict[str, Cell] = {}
     finetunes: list[Cell] = []
 
-    def pretrain_cell(upstream: str, method: str, backbone: Backbone, seed: int, on_task_data: bool) -> str:
+    def pretrain_cell(upstream: str, method: str, backbone: Backbone, seed: int, on_task_data: bool,
+                      point: dict) -> str:
         config = {"data": upstream, "method": method, "backbone": backbone.name, "width": backbone.width,
                   "seed": seed, **common, **pre_settings}
+        shaping = [(axis, point[axis.name]) for axis in grid_axes if axis.pretrain is not None]
+        for axis, level in shaping:  # axes that change the encoder (none of the built-in ones)
+            config.update(axis.pretrain(level))
         if spec.method_args.get(method):  # only when given: cells of studies without method_args keep their keys
             config["method_args"] = spec.method_args[method]
         if on_task_data and task.crops:  # pre-train on crops of the task's training images (no mask is read)
@@ -78,10 +82,11 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
         elif on_task_data and task.own_images is not None:  # the task's own (unlabelled) training images
             config[TASK_IMAGES] = {"task": task.name, **{k: spec.finetune[k] for k in task.pretrain_options
                                                           if k in spec.finetune}}
-        name = f"{method}-{backbone.label}-s{seed}-{_digest(config)}"
+        tags = [axis.tag(level) for axis, level in shaping if axis.tag is not None]
+        name = "-".join([method, backbone.label, f"s{seed}", *tags, _digest(config)])
         key = f"pretrain/{_slug(upstream)}/{name}"
         labels = {"dataset": upstream, "method": method, "backbone": backbone.label, "width": backbone.width,
-                  "seed": seed}
+                  "seed": seed, **{k: v for axis, level in shaping for k, v in axis.labels(level).items()}}
         pretrains.setdefault(key, Cell(key, "pretrain", None, config, labels, str(runs_dir / key), 0))
         return key
 
@@ -92,7 +97,7 @@ def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
             continue  # scratch and the baselines have no upstream: one arm per downstream dataset
         up = dataset if upstream == SAME else upstream
         depends = None if method in NOT_PRETRAINED else pretrain_cell(
-            up, method, point["backbone"], seed if pre_seed == SAME else pre_seed, upstream == SAME)
+            up, method, point["backbone"], seed if pre_seed == SAME else pre_seed, upstream == SAME, point)
         config = {**common, **spec.finetune, **spec.masks}
         labels: dict = {}
         for axis, level in zip(grid_axes, levels, strict=True):
