@@ -60,7 +60,7 @@ def _read_one(image: Image, index: int) -> tuple[np.ndarray, np.ndarray | None]:
 
         return dicom.read(image)
     if image.reader == "itk" and not itk_available():
-        raise DecodeError(f"{path}: NRRD/MHA files need ITK (pip install itk)")
+        raise DecodeError(f"{path}: NRRD/MHA files need ITK (pip install itk-io)")
     return _loader(image.reader)(path)
 
 
