@@ -331,8 +331,6 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
     if "chosen" in metrics.get("selection", {}):  # the row states the settings that produced its numbers
         chosen = replace(config, **point_overrides(metrics["selection"]["chosen"]))
         row["config"] = json.dumps(chosen.to_dict(), sort_keys=True)
-    columns = task.result_columns(metrics, data)
-    predictions = columns.pop("predictions_file", None)
-    columns.pop("primary", None)
-    return {**row, **columns, "metrics": json.dumps(metrics), "duration_s": metrics.get("duration_s"),
-            "predictions": None if predictions is None else str(run_dir / predictions)}
+    predictions = str(run_dir / task.predictions_file) if task.predictions_file else None
+    return {**row, **task.result_columns(metrics, data), "metrics": json.dumps(metrics),
+            "duration_s": metrics.get("duration_s"), "predictions": predictions}

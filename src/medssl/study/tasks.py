@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from medssl.finetune.predictions import PREDICTIONS_FILE
 from medssl.tasks.base import Task
 from medssl.tasks.registry import get_task
 
@@ -69,6 +70,7 @@ class StudyTask:
     pretrain_options: tuple[str, ...] = ()  # finetune settings the task's own images for pre-training depend on
     pretrain_pool: str = ""  # what ``upstream: same`` pre-trains on, in words (the report's protocol)
     selection: str = ""  # what is chosen on which data, in words (default: epoch and threshold on validation)
+    predictions_file: str = ""  # the run's per-sample predictions file the results row points at
 
     @property
     def name(self) -> str:
@@ -200,6 +202,7 @@ def _pretrained_as_is(method: str, config: dict) -> None:
 # --- the adapters --------------------------------------------------------------------------------------------
 ADAPTERS: dict[str, dict] = {
     "classify": {"prefix": "finetune", "tunable": True, "load_data": _classify_data, "columns": _classify_columns,
+                 "predictions_file": PREDICTIONS_FILE,
                  "metric_column": "test_auc", "outcomes": "predictions",
                  "report_columns": (ReportColumn("minority recall mean", lambda r: r.get("minority_recall")),)},
     "segment": {"data_options": MASK_KEYS, "crops": True, "arm": _segment_arm, "load_data": seg_data,
