@@ -100,14 +100,6 @@ def _ci(low: float, high: float, sign: bool = False, digits: int = 3) -> str:
     return "–" if math.isnan(low) else f"[{_num(low, digits, sign)}, {_num(high, digits, sign)}]"
 
 
-def _ratio(ratio: float | None) -> str:
-    return "natural" if ratio is None else f"1:{ratio:g}"
-
-
-def _fraction(fraction: float) -> str:
-    return f"{fraction * 100:g} %"
-
-
 def _labels(condition: dict) -> str:
     """The point on the labels axis, as a phrase: '10 % labels' or '4 labelled images'."""
     return get_axis("labels").words(condition)
@@ -467,7 +459,7 @@ def _figures(section: Section, rows: list[dict], spec: dict, metric: Metric, com
     fixed = {**label_level, "imbalance_ratio": ref["imbalance_ratio"], "backbone": ref["backbone"]}
     if len(spec["policies"]) >= 2:
         section.figures.append((f"Test {metric.name} per training policy ({_labels(ref)}, "
-                                f"{_ratio(ref['imbalance_ratio'])} imbalance)",
+                                f"{get_axis('imbalance_ratio').words(ref)})",
                                 plots.policy_bars(rows, spec, fixed, metric)))
     confusion = plots.confusions(rows, spec, {**fixed, "policy": ref["policy"]})
     if confusion is not None:

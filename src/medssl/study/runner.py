@@ -35,7 +35,7 @@ from medssl.study.axes import BASELINES, NOT_PRETRAINED, SAME, Backbone, axes
 from medssl.study.spec import StudySpec
 from medssl.study.stats import task_metric
 from medssl.study.store import Cell, Heartbeat, Store
-from medssl.study.tasks import DEFAULT_CROPS, seg_data, study_task
+from medssl.study.tasks import DEFAULT_CROPS, load_images, seg_data, study_task
 from medssl.study.tuning import GRID_KEY, check_grid, point_overrides, run_grid
 
 POLL_S = 2.0
@@ -255,23 +255,6 @@ def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: flo
                   f" ({row['finished_at'] - started:.0f} s)", file=sys.stderr)
     finally:
         store.close()
-
-
-DATA_OPTIONS = ("spacing", "intensity", "patch", "slices")
-
-
-def load_images(config: dict, cache: dict) -> ImageData:
-    """A classification-style image dataset of a config (cached per load); the run: data options apply."""
-    from medssl.config import CommonConfig
-    from medssl.data.sources import load_data
-
-    # the data options of a study's `run:` (spacing, intensity, patch, slices), as the training config reads them
-    options = CommonConfig(data=config["data"], out="", **{k: config.get(k) for k in DATA_OPTIONS})
-    key = (config["data"], config.get("size"), *(str(config.get(k)) for k in DATA_OPTIONS))
-    if key not in cache:
-        cache[key] = load_data(config["data"], size=config.get("size"), preprocessing=options.preprocessing(),
-                               sampling=options.sampling())
-    return cache[key]
 
 
 def _pretraining_data(config: dict, cache: dict) -> ImageData:

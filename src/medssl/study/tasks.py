@@ -33,12 +33,13 @@ class ReportColumn:
     digits: int | None = 3
 
 
-def test_metric(key: str) -> Callable[[dict], object]:
+def tested(key: str) -> Callable[[dict], object]:
     """A row's test metric ``key`` (from the run's metrics.json)."""
     return lambda row: json.loads(row.get("metrics") or "{}").get("test", {}).get(key)
 
 
-def run_metric(key: str) -> Callable[[dict], object]:
+def recorded(key: str) -> Callable[[dict], object]:
+    """A row's run-level metrics.json entry ``key`` (e.g. what was transferred)."""
     return lambda row: json.loads(row.get("metrics") or "{}").get(key, "–")
 
 
@@ -99,10 +100,21 @@ class StudyTask:
 
 
 # --- classification ------------------------------------------------------------------------------------------
-def _classify_data(config: dict, cache: dict) -> Any:
-    from medssl.study.runner import load_images
+DATA_OPTIONS = ("spacing", "intensity", "patch", "slices")  # the run: options that change how images load
 
-    return load_images(config, cache)
+
+def load_images(config: dict, cache: dict) -> Any:
+    """The image dataset a config names (cached per load); the ``run:`` data options apply as the training
+    config reads them."""
+    from medssl.config import CommonConfig
+    from medssl.data.sources import load_data
+
+    options = CommonConfig(data=config["data"], out="", **{k: config.get(k) for k in DATA_OPTIONS})
+    key = (config["data"], config.get("size"), *(str(config.get(k)) for k in DATA_OPTIONS))
+    if key not in cache:
+        cache[key] = load_data(config["data"], size=config.get("size"), preprocessing=options.preprocessing(),
+                               sampling=options.sampling())
+    return cache[key]
 
 
 def _classify_columns(metrics: dict, data: Any) -> dict:
@@ -113,6 +125,10 @@ def _classify_columns(metrics: dict, data: Any) -> dict:
     return {"test_auc": test["auc"], "minority_class": minority,
             "minority_recall": test["per_class_recall"][minority],
             "minority_recall_thresholded": None if thresholded is None else thresholded[minority]}
+
+
+def _generated_seed(config: dict) -> int:
+    return config.get("seed", 0) if str(config["data"]).startswith("synthetic:") else 0  # only generators use it
 
 
 # --- segmentation --------------------------------------------------------------------------------------------
@@ -134,7 +150,7 @@ def seg_data(config: dict, cache: dict) -> Any:
 
     source = config.get("crops", config)  # a pre-training cell keeps the mask options with its crops
     options = {k: source[k] for k in MASK_KEYS if source.get(k) is not None}
-    seed = config.get("seed", 0) if config["data"].startswith("synthetic:") else 0  # only generators use it
+    seed = _generated_seed(config)
     key = ("segment", config["data"], config.get("size"), seed, tuple(sorted(options.items())))
     if key not in cache:
         cache[key] = load_seg_data(config["data"], seed=seed, size=config.get("size"), **options)
@@ -146,10 +162,6 @@ def _segment_columns(metrics: dict, data: Any) -> dict:
 
 
 # --- detection and anomaly detection -------------------------------------------------------------------------
-def _generated_seed(config: dict) -> int:
-    return config.get("seed", 0) if str(config["data"]).startswith("synthetic:") else 0  # only generators use it
-
-
 def det_data(config: dict, cache: dict) -> Any:
     from medssl.tasks.detect.data import load_detection_data
 
@@ -161,12 +173,8 @@ def det_data(config: dict, cache: dict) -> Any:
 
 def _det_images(config: dict, cache: dict) -> Any:
     """The detection training images, unlabelled (no box is read into the pre-training pool)."""
-    from medssl.data.dataset import UNLABELED, ImageData, Split
-
     data = det_data(config, cache)
-    train = data.splits["train"].images
-    return ImageData(f"{data.name}:train", {"train": Split(train, np.full(len(train), UNLABELED, np.int64))},
-                     data.spatial_dims, 1)
+    return _unlabelled(f"{data.name}:train", data.splits["train"].images, data.spatial_dims)
 
 
 def anomaly_data(config: dict, cache: dict) -> Any:
@@ -182,12 +190,14 @@ def anomaly_data(config: dict, cache: dict) -> Any:
 
 def _normal_images(config: dict, cache: dict) -> Any:
     """The normal training images only: what an anomaly detector may see before it is tested."""
+    data = anomaly_data(config, cache)
+    return _unlabelled(f"{data.name}:normal", data.normal_train, data.spatial_dims)
+
+
+def _unlabelled(name: str, images: np.ndarray, spatial_dims: int) -> Any:
     from medssl.data.dataset import UNLABELED, ImageData, Split
 
-    data = anomaly_data(config, cache)
-    train = data.normal_train
-    return ImageData(f"{data.name}:normal", {"train": Split(train, np.full(len(train), UNLABELED, np.int64))},
-                     data.spatial_dims, 1)
+    return ImageData(name, {"train": Split(images, np.full(len(images), UNLABELED, np.int64))}, spatial_dims, 1)
 
 
 def _pretrained_as_is(method: str, config: dict) -> None:
@@ -201,22 +211,22 @@ def _pretrained_as_is(method: str, config: dict) -> None:
 
 # --- the adapters --------------------------------------------------------------------------------------------
 ADAPTERS: dict[str, dict] = {
-    "classify": {"prefix": "finetune", "tunable": True, "load_data": _classify_data, "columns": _classify_columns,
+    "classify": {"prefix": "finetune", "tunable": True, "load_data": load_images, "columns": _classify_columns,
                  "predictions_file": PREDICTIONS_FILE,
                  "metric_column": "test_auc", "outcomes": "predictions",
                  "report_columns": (ReportColumn("minority recall mean", lambda r: r.get("minority_recall")),)},
     "segment": {"data_options": MASK_KEYS, "crops": True, "arm": _segment_arm, "load_data": seg_data,
                 "pretrain_pool": "random crops of the segmentation training images",
                 "columns": _segment_columns, "metric_column": "test_dice", "outcomes": "per_image",
-                "report_columns": (ReportColumn("transfer", run_metric("transfer"), None),
-                                   *(ReportColumn(f"{k} mean", test_metric(k), d)
+                "report_columns": (ReportColumn("transfer", recorded("transfer"), None),
+                                   *(ReportColumn(f"{k} mean", tested(k), d)
                                      for k, d in (("iou", 3), ("sensitivity", 3), ("specificity", 3), ("hd95", 1))))},
     "detect": {"load_data": det_data, "own_images": _det_images,
                "pretrain_pool": "the detection training images, without their boxes",
                "selection": "the best epoch is chosen on validation AP@IoU0.1",
-               "report_columns": (ReportColumn("transfer", run_metric("transfer"), None),
-                                  ReportColumn("AP@IoU0.5 mean", test_metric("map_iou50")),
-                                  ReportColumn("FROC CPM mean", test_metric("froc_cpm")),
+               "report_columns": (ReportColumn("transfer", recorded("transfer"), None),
+                                  ReportColumn("AP@IoU0.5 mean", tested("map_iou50")),
+                                  ReportColumn("FROC CPM mean", tested("froc_cpm")),
                                   ReportColumn("trivial AP@IoU0.1", lambda r: json.loads(
                                       r.get("metrics") or "{}").get("trivial_predictor", {}).get("map_iou10")))},
     "anomaly": {"load_data": anomaly_data, "own_images": _normal_images, "arm": _pretrained_as_is,
@@ -224,8 +234,8 @@ ADAPTERS: dict[str, dict] = {
                 "pretrain_pool": "the normal training images only",
                 "selection": "nothing is selected: each model is fitted on the normal training images only and "
                              "scored once",
-                "report_columns": (ReportColumn("scorer", run_metric("primary_scorer"), None),
-                                   ReportColumn("AUPRC mean", test_metric("auprc")))},
+                "report_columns": (ReportColumn("scorer", recorded("primary_scorer"), None),
+                                   ReportColumn("AUPRC mean", tested("auprc")))},
 }
 
 
