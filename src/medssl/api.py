@@ -14,7 +14,7 @@ from medssl.config import PretrainConfig
 from medssl.data.dataset import ImageData, Split
 from medssl.errors import MedsslError
 from medssl.evaluate.run import EvaluateConfig, embed, evaluate, retrieve  # noqa: F401  (notebook re-export)
-from medssl.methods.base import Pretrainer
+from medssl.methods.base import Pretrainer, pretraining_lr
 from medssl.methods.registry import method_kwargs, parse_method, recorded_method_args
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import (
@@ -60,6 +60,8 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
     run_dir = Path(config.out)
     config = with_default_batch(config, "pretrain", data.spatial_dims)
     batch_size = min(config.batch_size, len(pool))
+    if config.lr is None:
+        config = replace(config, lr=pretraining_lr([cls for cls, _ in task_classes], batch_size))
     pl.seed_everything(config.seed, workers=True, verbose=False)
     encoder = Encoder(spec)
     if config.channels_last:
@@ -82,7 +84,8 @@ def pretrain(config: PretrainConfig, data: ImageData | None = None, progress: bo
                     {"kind": "pretrain", **config.to_dict(), "backbone_spec": spec.to_dict(),
                      "spatial_dims": data.spatial_dims, "medssl_version": __version__, **plan.to_config(),
                      "data_summary": {"name": data.name, "image_shape": list(data.spatial_shape),
-                                      "pool_images": len(pool), "num_classes": data.num_classes}})
+                                      "pool_images": len(pool), "num_classes": data.num_classes,
+                                      "conventions": data.conventions and data.conventions.to_dict()}})
     start = time.perf_counter()
     trainer.fit(model, train_dataloaders=loader, ckpt_path=ckpt, weights_only=True)
     duration = time.perf_counter() - start

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import difflib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from typing import Any, ClassVar
 
 from medssl.data.dataset import SPLITS
 from medssl.data.preprocess import Preprocessing
-from medssl.data.sampling import Sampling, as_sizes
+from medssl.data.sampling import SLICE_AXES, Sampling, as_sizes
 from medssl.errors import MedsslError
+from medssl.values import coerce
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 # "light" is the default crop + flips; the others are the study augmentation ladder, each rung adding to the last
@@ -24,42 +29,110 @@ def _check(condition: bool, message: str) -> None:
 
 check = _check  # for the task configs (tasks/*/config.py)
 
+# what a run writes to its config.yaml beside its config fields (what it resolved or measured): reading a run's
+# config.yaml back as a config skips them
+RUN_RECORD_KEYS = frozenset({
+    "backbone_spec", "spatial_dims", "medssl_version", "data_summary", "data_source", "micro_batch",
+    "accumulate_grad_batches", "memory_estimate_gb", "memory_available_gb", "memory_source", "train_size",
+    "train_class_counts", "train_images", "val_images", "test_images", "method_resolved", "transfer_resolved",
+})
+
+
+def option(default: Any = MISSING, *, help: str, metavar: str | None = None, flag: str | None = None,
+           choices: tuple[str, ...] | None = None, factory: Callable[[], Any] | None = None) -> Any:
+    """A config field and what a user reads about it: its help text, a metavar, the option name where it is not
+    the field's (``checkpoint-every`` for ``checkpoint_every_n_steps``) and the allowed values. The default lives
+    here only: the command line (``medssl.cli.args``) builds its options from these fields."""
+    metadata = {"help": help, "metavar": metavar, "flag": flag, "choices": choices}
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def backbone_option(default: str, note: str = "") -> Any:
+    return option(default, help=f"resnet10 | resnet18 | resnet34 | resnet50{note}")
+
+
+def width_option(default: float) -> Any:
+    return option(default, help="channel width factor (0.25-0.5 for CPU)")
+
+
+def epochs_option(default: int) -> Any:
+    return option(default, help="training epochs")
+
+
+def is_required(config_field: Field) -> bool:
+    return config_field.default is MISSING and config_field.default_factory is MISSING
+
+
+def config_values(config: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``values`` (e.g. a YAML file's) checked against the fields of the ``config`` dataclass and converted to
+    their annotated types; an unknown key or a wrong type is one line naming ``where`` they came from."""
+    names = [f.name for f in fields(config)]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise MedsslError(f"{where}: unknown key '{key}'{hint}; valid keys: {', '.join(names)}")
+    hints = typing.get_type_hints(config)
+    return {key: coerce(value, hints[key], f"{where}: {key}") for key, value in values.items()}
+
 
 @dataclass
 class CommonConfig:
-    data: str
-    out: str
-    seed: int = 0
-    batch_size: int | None = None  # None: medssl.memory's default for the task and the data's dims
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    size: int | None = None  # resize image folders to size^dims
-    window: tuple[float, float] | None = None  # CT intensity window for image folders
-    spacing: tuple[float, ...] | None = None  # resample volumes to this voxel size (mm), after reorienting to RAS
-    intensity: str | None = None  # ct:LOW,HIGH | mr | range:LOW,HIGH (see data.preprocess)
-    patch: tuple[int, ...] | None = None  # train on random patches of this size (evaluate on centre crops)
-    slices: str | None = None  # axial | coronal | sagittal: train on 2D slices of volumes
-    accelerator: str = "auto"
-    devices: int = 1
-    precision: str = "32-true"
-    num_workers: int = 0
-    overwrite: bool = False
-    channels_last: bool = True  # channels-last weights and activations: faster convolutions (benchmarks/)
-    resume: bool = False  # demand a resume (an unfinished run of the same config resumes anyway)
-    strategy: str = "auto"  # Lightning strategy: auto | ddp | ddp_spawn | ...
-    num_nodes: int = 1
-    sync_batchnorm: bool = False
-    checkpoint_every_n_steps: int | None = None  # mid-epoch checkpoints (always one per epoch)
-    deterministic: bool = False  # torch.use_deterministic_algorithms (GPU: slower, some ops refuse)
-    loggers: list[str] = field(default_factory=lambda: ["csv"])  # any of LOGGERS
-    memory_limit_gb: float | None = None  # memory a training step may use; None: what the machine has free
-
+    lr_may_default: ClassVar[bool] = False  # may ``lr`` be None (a default resolved at run time)?
+    data: str = option(help="npz, folder (images/volumes/DICOM, or with labels.csv), glob, manifest .csv, MSD "
+                            "folder, prepared cache, medmnist:NAME[@SIZE] or synthetic:lesions2d", metavar="SPEC")
+    out: str = option(help="run directory to create", metavar="DIR")
+    seed: int = option(0, help="seed of initialisation, data order and subsets")
+    # None: medssl.memory's default for the task and the data's dims
+    batch_size: int | None = option(None, help="samples per optimizer step, over all DDP processes")
+    lr: float = option(1e-3, help="learning rate")
+    weight_decay: float = option(1e-4, help="weight decay")
+    size: int | None = option(None, help="resize image-folder data to SIZE per axis")
+    window: tuple[float, float] | None = option(None, help="CT intensity window LOW,HIGH for image folders",
+                                                metavar="LOW,HIGH")
+    spacing: tuple[float, ...] | None = option(
+        None, help="resample volumes to this voxel size in mm (after reorienting to RAS)", metavar="X,Y,Z")
+    intensity: str | None = option(  # see data.preprocess
+        None, help="intensity normalisation: CT window in HU (MR by percentiles), MR percentiles, or a range",
+        metavar="ct:LOW,HIGH|mr|range:LOW,HIGH")
+    patch: tuple[int, ...] | None = option(  # evaluation uses centre crops
+        None, help="train on random patches of volumes/images of this size (one value: every axis)", metavar="X[,Y,Z]")
+    slices: str | None = option(None, help="train on 2D slices of volumes", choices=tuple(SLICE_AXES))
+    accelerator: str = option("auto", help="Lightning accelerator: auto | cpu | gpu | mps")
+    devices: int = option(1, help="devices per machine (more than one: DDP)")
+    precision: str = option("32-true", help=" | ".join(PRECISIONS))
+    num_workers: int = option(0, help="data-loading worker processes (0: load in the main process)")
+    overwrite: bool = option(False, help="replace a finished run in the run directory")
+    channels_last: bool = option(True, help="channels-last weights and activations: faster convolutions "
+                                            "(benchmarks/); off keeps the channels-first layout")
+    resume: bool = option(False, help="resume the unfinished run in the run directory from its last checkpoint "
+                                      "(an unfinished run of the same options resumes anyway; this makes a missing "
+                                      "checkpoint an error)")
+    strategy: str = option("auto", help="Lightning strategy: auto | ddp | ddp_spawn | ...")
+    num_nodes: int = option(1, help="machines for DDP (the batch size is global)")
+    sync_batchnorm: bool = option(False, help="BatchNorm statistics over all DDP processes")
+    checkpoint_every_n_steps: int | None = option(  # always one checkpoint per epoch too
+        None, help="also checkpoint every STEPS optimizer steps (mid-epoch resume)", metavar="STEPS",
+        flag="checkpoint-every")
+    deterministic: bool = option(False, help="torch.use_deterministic_algorithms: reproducible on GPU too, slower "
+                                             "(some ops refuse)")
+    loggers: list[str] = option(factory=lambda: ["csv"], flag="logger", metavar="NAMES",
+                                help=f"{' | '.join(LOGGERS)}, several comma-separated (mlflow: a file store in "
+                                     "RUN/mlruns)")
+    memory_limit_gb: float | None = option(
+        None, flag="memory-limit", metavar="GB",
+        help="memory a training step may use (default: what the machine has free); a batch that does not fit "
+             "trains as micro-batches with gradient accumulation, or is refused")
 
     def validate(self) -> None:
         _check(self.batch_size is None or self.batch_size >= 2, f"batch size must be >= 2, got {self.batch_size}")
         _check(self.memory_limit_gb is None or self.memory_limit_gb > 0,
                f"memory limit must be > 0 GB, got {self.memory_limit_gb}")
-        _check(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
+        _check((self.lr is None and self.lr_may_default) or (self.lr is not None and self.lr > 0),
+               f"learning rate must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
         _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         _check(self.devices >= 1, "devices must be >= 1")
@@ -100,16 +173,25 @@ class CommonConfig:
 
 @dataclass
 class PretrainConfig(CommonConfig):
-    method: str = "simclr"
-    weights: list[float] | None = None
-    # method hyperparameters (constructor arguments, view recipe included): {"temperature": 0.5}, or
-    # {"simclr.temperature": 0.5} for one task of a combination; validated against the method's signature
-    method_args: dict = field(default_factory=dict)
-    backbone: str = "resnet18"
-    width: float = 1.0
-    epochs: int = 10
-    pretrain_splits: list[str] = field(default_factory=lambda: ["train"])
-    max_steps: int | None = None  # stop after this many optimizer steps (huge datasets), epochs permitting
+    lr_may_default: ClassVar[bool] = True
+    # None: the method's recommended rate (methods.base.pretraining_lr), recorded resolved in config.yaml
+    lr: float | None = option(None, help="learning rate (default: the method's own where its paper prescribes "
+                                         "one, e.g. DINO 5e-4 x batch / 256; else 1e-3)")
+    method: str = option("simclr", help="method name, or several joined by '+' (`medssl methods` lists them)")
+    weights: list[float] | None = option(None, help="loss weights for combined methods, e.g. 1,1,0.5",
+                                         metavar="W,...")
+    # validated against the method's signature (methods.registry)
+    method_args: dict = option(factory=dict, metavar="KEY=VALUE,...",
+                               help="method hyperparameters (view recipe included), e.g. "
+                                    "temperature=0.2,crop_scale=[0.2,1.0] (METHOD.KEY for one method of a "
+                                    "combination); `medssl methods --args` lists them")
+    backbone: str = backbone_option("resnet18")
+    width: float = width_option(1.0)
+    epochs: int = epochs_option(10)
+    pretrain_splits: list[str] = option(factory=lambda: ["train"], metavar="SPLITS",
+                                        help="comma-separated splits whose images form the unlabeled pool")
+    max_steps: int | None = option(None, help="stop after this many optimizer steps (for huge datasets), epochs "
+                                              "permitting")
 
     def validate(self) -> None:
         super().validate()
@@ -122,17 +204,19 @@ class PretrainConfig(CommonConfig):
 
 @dataclass
 class FinetuneConfig(CommonConfig):
-    checkpoint: str = "scratch"
-    label_fraction: float = 1.0
+    checkpoint: str = option("scratch", metavar="RUN",
+                             help="pre-training run directory, model package (medssl export), or 'scratch'")
+    label_fraction: float = option(1.0, help="fraction of the labelled training images")
     imbalance_ratio: float | None = None
     linear_probe: bool = False  # a frozen encoder and a converged convex-solver head (finetune.probe)
     lp_ft: bool = False  # linear probe, then full fine-tuning starting from that head
     encoder_lr_mult: float = 1.0  # the encoder's learning rate is lr x this
     val_labels: str = "full"  # full | matched: select on a stratified val subset sized like the labelled set
-    epochs: int = 20
-    backbone: str = "resnet18"  # used only from scratch; a checkpoint brings its own
-    width: float = 1.0
-    augment: str = "light"
+    epochs: int = epochs_option(20)
+    backbone: str = backbone_option("resnet18", " (from scratch; a checkpoint brings its own)")
+    width: float = width_option(1.0)
+    augment: str = option("light", help=f"classify/segment: {' | '.join(AUGMENTATIONS)} (the ladder); "
+                                        "detect: none | flips")
     min_samples_per_epoch: int = 512
     # training policies (defaults keep plain cross-entropy on uniformly drawn batches)
     loss: str = "ce"

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from medssl.cli import build_parser, main
-from medssl.cli.args import run_options
-from medssl.cli.tasks import fill_task_defaults, task_config
+from medssl.cli.tasks import task_config
+from medssl.config import FinetuneConfig
 from tests.cli.test_commands import assert_one_line_error
 
 FAST = ["--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "16", "--backbone", "resnet10", "--width", "0.125",
@@ -27,15 +27,13 @@ def test_segment_run_from_the_command_line(tmp_path, capsys):
 
 def test_task_defaults_keep_classification_unchanged():
     args = build_parser().parse_args(["finetune", "--data", "d", "--out", "o", "--checkpoint", "scratch"])
-    fill_task_defaults(args)
-    config = task_config("classify", args, {**run_options(args), "epochs": args.epochs})
+    config = task_config("classify", args)
     # no batch size yet: medssl.memory picks the default for the data's dimensionality
-    assert (args.task, config.batch_size, config.backbone, config.width, config.augment, config.epochs) == \
-        ("classify", None, "resnet18", 1.0, "light", 20)
+    assert (type(config), config.batch_size, config.backbone, config.width, config.augment, config.epochs) == \
+        (FinetuneConfig, None, "resnet18", 1.0, "light", 20)
     args = build_parser().parse_args(["finetune", "--task", "segment", "--data", "d", "--out", "o",
                                       "--checkpoint", "scratch", "--batch-size", "3", "--patch-size", "32"])
-    fill_task_defaults(args)
-    config = task_config("segment", args, {**run_options(args), "epochs": args.epochs})
+    config = task_config("segment", args)
     assert (config.batch_size, config.backbone, config.width, config.patch_size, config.epochs) == \
         (3, "resnet10", 0.5, 32, 20)
 

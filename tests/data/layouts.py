@@ -94,3 +94,32 @@ def write_msd(root: Path, n: int = 6, channels: int = 2, seed: int = 0, nnunet: 
                 "labels": {"0": "background", "1": "core", "2": "edge"}, "training": training, "test": tests}
     (root / "dataset.json").write_text(json.dumps(meta))
     return root
+
+
+def write_msd_classification(root: Path, n: int = 8, seed: int = 0) -> Path:
+    """An MSD folder whose training entries carry a class (MONAI's datalist convention, ``"label": 1``)
+    instead of a label map: label 1 when the blob is bright, 0 when dark; one unlabeled test image."""
+    rng = np.random.default_rng(seed)
+    training = []
+    for i in range(n):
+        image, _ = blob_image(rng, (16, 16, 12))
+        label = i % 2
+        write_nifti(root / "imagesTr" / f"case_{i:03d}.nii.gz", image.astype(np.float32) * (1 if label else -1),
+                    (1.0, 1.0, 2.0))
+        training.append({"image": f"./imagesTr/case_{i:03d}.nii.gz", "label": label})
+    write_nifti(root / "imagesTs" / "case_999.nii.gz", blob_image(rng, (16, 16, 12))[0].astype(np.float32),
+                (1.0, 1.0, 2.0))
+    meta = {"name": "Task98_BlobClasses", "modality": {"0": "MRI"}, "training": training,
+            "test": ["./imagesTs/case_999.nii.gz"]}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root
+
+
+def write_volume_folder(root: Path, n: int = 6, seed: int = 1) -> Path:
+    """Unlabeled NIfTI volumes of varied shapes (a pre-training corpus), in nested folders."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        shape = tuple(int(v) for v in rng.integers(14, 20, 3))
+        image, _ = blob_image(rng, shape)
+        write_nifti(root / f"scan{i // 3}" / f"vol{i}.nii.gz", image.astype(np.float32) - 300, (1.5, 1.5, 2.0))
+    return root

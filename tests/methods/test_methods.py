@@ -11,12 +11,18 @@ from medssl.models.encoder import BackboneSpec, Encoder
 
 # Methods whose loss moves slowly at these tiny batches get a longer run and need only fall by 1 %: two-view
 # contrastive losses are noisy at batch 16 in 3D, and VICReg's variance term stays nearly constant while
-# invariance is learnt. MoCo's first steps are skipped: while its queue fills, the number of negatives (and
-# with it the chance-level loss, log(1 + negatives)) grows. DINO's teacher at the default EMA (0.99) barely moves in
-# a few hundred steps, so the loss stays at log(prototypes): a faster teacher shows that the student, the EMA and
-# the centring optimise together (at this scale the teacher_batch_entropy monitor shows no useful features yet).
-SLOW = {"vicreg": {}, "simclr": {}, "moco": {"queue_size": 64}, "dino": {"momentum": 0.9}}
-QUEUE_FILL_STEPS = {"moco": 2}
+# invariance is learnt. The first steps of some losses are a start-up transient, not learning, and are left out:
+# while MoCo's queue fills, the number of negatives (and with it the chance-level loss, log(1 + negatives)) grows;
+# DINO's centre starts at zero, so the first teachers are sharp on the prototypes every image shares (which the
+# identical student matches: a low loss) until the centre's EMA (momentum 0.9) has removed them, three time
+# constants (30 steps) later. DINO keeps the paper's defaults but the sizes a CPU user shrinks (prototypes, head
+# width, local crops) and takes the paper's learning rate, 5e-4 x batch / 256 (AdamW); at the 3e-3 used here for
+# the others its teacher collapsed to the uniform distribution within 60 steps (measured). A loss sinking to
+# log(prototypes) can be that collapse: test_contrastive_dino.py checks the teacher's entropies on the same data.
+SLOW = {"vicreg": {}, "simclr": {}, "moco": {"queue_size": 64},
+        "dino": {"output_dim": 256, "hidden_dim": 64, "bottleneck_dim": 32, "n_local_crops": 2}}
+TRANSIENT_STEPS = {"moco": 2, "dino": 30}
+LR = {"dino": lambda batch: 5e-4 * batch / 256}
 SLOW_STEPS, SLOW_FALL = 3, 0.99
 
 
@@ -28,7 +34,7 @@ def _train_losses(method: str, images: np.ndarray, steps: int, batch: int = 32) 
     task = cls(encoder, **SLOW.get(method, {}))
     steps = steps * SLOW_STEPS if method in SLOW else steps
     params = list(encoder.parameters()) + list(task.parameters())
-    optimizer = torch.optim.AdamW(params, lr=3e-3)
+    optimizer = torch.optim.AdamW(params, lr=LR[method](batch) if method in LR else 3e-3)
     rng = np.random.default_rng(0)
     losses = []
     for _ in range(steps):
@@ -43,7 +49,7 @@ def _train_losses(method: str, images: np.ndarray, steps: int, batch: int = 32) 
 
 
 def _assert_falls(losses: list[float], method: str) -> None:
-    losses = losses[QUEUE_FILL_STEPS.get(method, 0):]
+    losses = losses[TRANSIENT_STEPS.get(method, 0):]
     k = max(3, len(losses) // 5)
     first, last = np.mean(losses[:k]), np.mean(losses[-k:])
     factor = SLOW_FALL if method in SLOW else 0.95
@@ -57,16 +63,8 @@ def test_method_loss_falls_on_breastmnist(method, breastmnist):
     _assert_falls(_train_losses(method, images, steps=60), method)
 
 
-# DINO at batch 16 for 90 steps in 3D swings between its two collapse modes (loss 1.5 <-> 6.9, measured) instead of
-# falling; that it trains in 3D is shown by tests/methods/test_contrastive_dino.py, not by this check.
-UNSTABLE_3D = {"dino": "DINO oscillates between collapse modes at batch 16 in 3D within 90 steps"}
-
-
 @pytest.mark.real_data
-@pytest.mark.parametrize("method", [
-    pytest.param(name, marks=pytest.mark.skip(reason=UNSTABLE_3D[name])) if name in UNSTABLE_3D else name
-    for name, _, dims in list_methods() if 3 in dims
-])
+@pytest.mark.parametrize("method", [name for name, _, dims in list_methods() if 3 in dims])
 def test_method_loss_falls_on_adrenal3d(method, adrenal3d):
     volumes = torch.from_numpy(load_npz(adrenal3d).splits["train"].images).float()
     # 2x average pooling to 14^3 keeps the test fast and, unlike striding, keeps the thin gland visible

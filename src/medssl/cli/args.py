@@ -1,10 +1,19 @@
-"""Argument types and option groups shared by several commands."""
+"""Argument types, and the options generated from the config dataclasses (``medssl.config``): a field's
+metadata gives its help text, metavar and option name, its type annotation the parser, and its default stays in
+the dataclass: an option not given is None on the command line, so the config's own default applies."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import Field, fields
+from pathlib import Path
+from typing import Any
 
+from medssl.config import RUN_RECORD_KEYS, CommonConfig, config_values, is_required
 from medssl.errors import MedsslError
 
 _NUMBER = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -65,68 +74,127 @@ spacing_values = numbers(float, "spacing")
 patch_values = numbers(int, "patch")
 
 
+def key_values(text: str) -> dict[str, str]:
+    """``a=1,b=[0.2,1.0]`` -> {"a": "1", "b": "[0.2,1.0]"}: commas inside brackets belong to the value."""
+    pairs, depth, start = [], 0, 0
+    for i, char in enumerate(text + ","):
+        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            pairs.append(text[start:i].strip())
+            start = i + 1
+    result = {}
+    for pair in filter(None, pairs):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE pairs separated by commas, got '{pair}'")
+        result[key.strip()] = value.strip()
+    return result
+
+
+LIST_PARSERS: dict[type, Callable[[str], list]] = {int: ints, float: floats, str: words}
+
+
+def value_parser(hint: Any, name: str) -> Any:
+    """The argparse ``type`` of a config field from its annotation: ``int | None`` -> int, ``list[float]`` ->
+    comma-separated numbers, ``tuple[float, float]`` -> LOW,HIGH, ``tuple[int, ...]`` -> one or more numbers,
+    ``dict`` -> KEY=VALUE pairs."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    origin, members = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return LIST_PARSERS[members[0]]
+    if origin is tuple and members == (float, float):
+        return window
+    if origin is tuple:
+        return numbers(members[0], name)
+    if hint is dict or origin is dict:
+        return key_values
+    return None if hint is str else hint
+
+
+def flag(config_field: Field) -> str:
+    return "--" + config_field.metadata.get("flag", config_field.name.replace("_", "-"))
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def add_field_option(container: Any, config_field: Field, hint: Any, help: str | None = None, *,
+                     show_default: bool = True) -> None:
+    """One option for a config field, its destination the field's name and its default None (not given).
+    ``help`` replaces the field's own text; a default other than None is shown after it."""
+    text = help or config_field.metadata.get("help", "")
+    default = config_field.default_factory() if callable(config_field.default_factory) else config_field.default
+    shown = default not in (None, {}, [], "") and not is_required(config_field)
+    if show_default and shown and "default" not in text:
+        text += f" (default: {_shown(default)})"
+    text = text.replace("%", "%%")  # argparse formats help with %
+    value_type = value_parser(hint, config_field.name)
+    if value_type is bool:  # --overwrite / --no-overwrite: a file's value can be switched either way
+        container.add_argument(flag(config_field), dest=config_field.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=text)
+        return
+    container.add_argument(flag(config_field), dest=config_field.name, type=value_type, default=None, help=text,
+                           metavar=config_field.metadata.get("metavar"), choices=config_field.metadata.get("choices"))
+
+
+def add_config_options(parser: argparse.ArgumentParser, config: type, names: Iterable[str] | None = None, *,
+                       container: Any = None, show_defaults: bool = True, help: dict[str, str] | None = None) -> None:
+    """An option per field of ``config`` (or of the fields ``names``), in field order; an option the parser
+    already has is shared, not repeated. ``container``: an argument group to put them in."""
+    hints = typing.get_type_hints(config)
+    wanted = None if names is None else set(names)
+    for item in fields(config):
+        if (wanted is not None and item.name not in wanted) or flag(item) in parser._option_string_actions:
+            continue
+        add_field_option(container or parser, item, hints[item.name], (help or {}).get(item.name),
+                         show_default=show_defaults)
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     """Geometry and intensity of file sources (folders, manifests, MSD, DICOM)."""
-    p.add_argument("--spacing", type=spacing_values, metavar="X,Y,Z",
-                   help="resample volumes to this voxel size in mm (after reorienting to RAS)")
-    p.add_argument("--intensity", metavar="ct:LOW,HIGH|mr|range:LOW,HIGH",
-                   help="intensity normalisation: CT window in HU (MR by percentiles), MR percentiles, or a range")
+    add_config_options(p, CommonConfig, ("spacing", "intensity"))
 
 
-def add_run_options(p: argparse.ArgumentParser, batch_size: str) -> None:
-    """Options of every training command (pretrain, finetune); ``batch_size`` describes its default."""
-    p.add_argument("--data", required=True, help="npz, folder (images/volumes/DICOM, or with labels.csv), glob,"
-                   " manifest .csv, MSD folder, prepared cache, medmnist:NAME[@SIZE] or synthetic:lesions2d")
-    p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help=f"samples per optimizer step (default: {batch_size})")
-    p.add_argument("--memory-limit", type=float, metavar="GB",
-                   help="memory a training step may use (default: what the machine has free); a batch that does "
-                        "not fit trains as micro-batches with gradient accumulation, or is refused")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backbone", default="resnet18", help="resnet10 | resnet18 | resnet34 | resnet50")
-    p.add_argument("--width", type=float, default=1.0, help="channel width factor (0.25-0.5 for CPU)")
-    p.add_argument("--size", type=int, help="resize image-folder data to SIZE per axis")
-    p.add_argument("--window", type=window, help="CT intensity window LOW,HIGH for image folders")
-    add_data_options(p)
-    p.add_argument("--patch", type=patch_values, metavar="X[,Y,Z]",
-                   help="train on random patches of volumes/images of this size (one value: every axis)")
-    p.add_argument("--slices", choices=("axial", "coronal", "sagittal"), help="train on 2D slices of volumes")
-    p.add_argument("--accelerator", default="auto")
-    p.add_argument("--devices", type=int, default=1)
-    p.add_argument("--precision", default="32-true", help="32-true | 16-mixed | bf16-mixed")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   help="keep the default (channels-first) memory layout")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
-    p.add_argument("--resume", action="store_true",
-                   help="resume the unfinished run in --out from its last checkpoint (an unfinished run of the "
-                        "same options resumes anyway; this makes a missing checkpoint an error)")
-    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
-                   help="also checkpoint every STEPS optimizer steps (mid-epoch resume)")
-    p.add_argument("--strategy", default="auto", help="Lightning strategy: auto | ddp | ddp_spawn | ...")
-    p.add_argument("--num-nodes", type=int, default=1, help="machines for DDP (global batch = --batch-size)")
-    p.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over all DDP processes")
-    p.add_argument("--deterministic", action="store_true",
-                   help="torch.use_deterministic_algorithms: reproducible on GPU too, slower")
+def add_config_file_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="take every option from this YAML file of config fields (a run's config.yaml re-runs it); "
+                        "options given here override the file's values")
+
+
+def add_progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress output (by default a bar on a terminal, else one line per epoch)")
-    p.add_argument("--logger", type=words, default=["csv"], metavar="NAMES",
-                   help="csv | tensorboard | mlflow, several comma-separated (mlflow: a file store in RUN/mlruns)")
 
 
-def run_options(args: argparse.Namespace) -> dict:
-    """The ``CommonConfig`` fields given by ``add_run_options``."""
-    return {
-        "data": args.data, "out": args.out, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay, "size": args.size, "window": args.window,
-        "accelerator": args.accelerator, "devices": args.devices, "precision": args.precision,
-        "num_workers": args.num_workers, "overwrite": args.overwrite, "backbone": args.backbone,
-        "width": args.width, "channels_last": args.channels_last, "resume": args.resume,
-        "checkpoint_every_n_steps": args.checkpoint_every, "strategy": args.strategy, "num_nodes": args.num_nodes,
-        "sync_batchnorm": args.sync_batchnorm, "deterministic": args.deterministic,
-        "memory_limit_gb": args.memory_limit, "spacing": args.spacing, "intensity": args.intensity,
-        "patch": args.patch, "slices": args.slices, "loggers": args.logger,
-    }
+def given_options(args: argparse.Namespace, config: type) -> dict[str, Any]:
+    """The fields of ``config`` given as options (not None)."""
+    return {f.name: getattr(args, f.name) for f in fields(config) if getattr(args, f.name, None) is not None}
+
+
+def read_config_file(path: str) -> tuple[str | None, dict[str, Any]]:
+    """A YAML file of config fields, e.g. a run's config.yaml: its ``kind`` (None if it names none) and its
+    entries, without those a run records beside its config (``RUN_RECORD_KEYS``)."""
+    from medssl.runio import read_yaml
+
+    entries = read_yaml(Path(path))
+    kind = entries.pop("kind", None)
+    if kind is not None:
+        entries = {k: v for k, v in entries.items() if k not in RUN_RECORD_KEYS}
+    return kind, entries
+
+
+def config_from_options(args: argparse.Namespace, config: type, file_entries: dict[str, Any] | None = None) -> Any:
+    """``config`` from the entries of ``--config`` (checked against its fields) overridden by the options given."""
+    values = config_values(config, file_entries or {}, args.config) if getattr(args, "config", None) else {}
+    values |= given_options(args, config)
+    missing = [flag(f) for f in fields(config) if is_required(f) and f.name not in values]
+    if missing:
+        alternative = " (or give them in --config)" if hasattr(args, "config") else ""
+        raise MedsslError(f"the following arguments are required: {', '.join(missing)}{alternative}")
+    return config(**values)

@@ -1,84 +1,67 @@
 """Task options generated from the registry: each task's ``options`` (config fields) become flags typed by the
-config dataclass, defaulting to None ("the task's default"); the chosen task gets a config from the flags given
-and rejects flags that belong to other tasks only."""
+config dataclass, defaulting to None ("the task's default"); the chosen task gets a config from its ``--config``
+file and the flags given, and rejects flags that belong to other tasks only."""
 
 from __future__ import annotations
 
 import argparse
-import types
 import typing
+from dataclasses import fields
 
-from medssl.cli.args import floats, ints, words
+from medssl.cli.args import add_field_option, config_from_options, flag
 from medssl.errors import MedsslError
 from medssl.tasks.base import Task
 from medssl.tasks.registry import get_task, tasks
 
-LIST_PARSERS = {int: ints, float: floats, str: words}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _value_type(hint: object) -> object:
-    """``int | None`` -> int; ``list[int]`` / ``list[float]`` / ``list[str]`` -> a comma-separated list parser."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if typing.get_origin(hint) is list:
-        return {int: ints, float: floats, str: words}[typing.get_args(hint)[0]]
-    return hint
-
 
 def add_task_options(parser: argparse.ArgumentParser, task: Task) -> None:
-    """One argument group per task; a flag another task already added is shared, not repeated."""
+    """One argument group per task; a flag another task already added is shared, not repeated (its help text
+    states the task's default: the tasks' defaults differ)."""
     group = parser.add_argument_group(f"{task.name} (--task {task.name})" if task.command == "finetune"
                                       else f"{task.name} options")
     hints = typing.get_type_hints(task.config)
-    for name, text in task.options.items():
-        if _flag(name) in parser._option_string_actions:
-            continue
-        value_type = _value_type(hints[name])
-        if value_type is bool:
-            group.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            group.add_argument(_flag(name), dest=name, type=value_type, default=None, help=text)
+    for item in fields(task.config):
+        if item.name in task.options and flag(item) not in parser._option_string_actions:
+            add_field_option(group, item, hints[item.name], task.options[item.name], show_default=False)
 
 
 def add_finetune_tasks(parser: argparse.ArgumentParser) -> None:
     """``--task`` with the registry's fine-tuning tasks, and their options."""
     finetune = {name: t for name, t in tasks().items() if t.command == "finetune"}
     listing = "; ".join(f"{name}: {t.description}" for name, t in finetune.items())
-    parser.add_argument("--task", default="classify", choices=list(finetune), help=f"the downstream task ({listing})")
+    parser.add_argument("--task", choices=list(finetune),
+                        help=f"the downstream task (default: the --config file's, else classify; {listing})")
     for task in finetune.values():
         add_task_options(parser, task)
-    parser.set_defaults(backbone=None, width=None)  # None: the chosen task's default
+
+
+def task_defaults(name: str) -> str:
+    """The default of field ``name`` in each fine-tuning task's config: "20", or "classify 1.0, segment 0.5"."""
+    defaults = {task: getattr(t.config, name) for task, t in tasks().items() if t.command == "finetune"}
+    if len(set(map(str, defaults.values()))) == 1:
+        return str(next(iter(defaults.values())))
+    return ", ".join(f"{task} {value}" for task, value in defaults.items())
 
 
 def reject_foreign_options(task_name: str, args: argparse.Namespace) -> None:
     """Flags given that belong to other tasks only are an error, not silently ignored."""
     own = get_task(task_name).config_fields()
-    foreign = sorted(_flag(n) for n in registry_options() - own if getattr(args, n, None) is not None)
+    flags = {item.name: flag(item) for t in tasks().values() for item in fields(t.config)}
+    foreign = sorted(flags[n] for n in registry_options() - own if getattr(args, n, None) is not None)
     if foreign:
         raise MedsslError(f"{', '.join(foreign)} {'is not an option' if len(foreign) == 1 else 'are not options'}"
                           f" of --task {task_name}")
-
-
-def fill_task_defaults(args: argparse.Namespace) -> None:
-    reject_foreign_options(args.task, args)
 
 
 def registry_options() -> set[str]:
     return {name for t in tasks().values() for name in t.options}
 
 
-def task_config(task_name: str, args: argparse.Namespace, common: dict) -> object:
-    """The task's config from ``common`` (run options) and its own flags; flags of other tasks are an error."""
-    task = get_task(task_name)
+def task_config(task_name: str, args: argparse.Namespace, file_entries: dict | None = None) -> object:
+    """The task's config from the entries of ``--config`` and the options given; options of other tasks only
+    are an error."""
     reject_foreign_options(task_name, args)
-    own = task.config_fields()
-    given = {k: v for k, v in common.items() if k in own and v is not None}
-    given |= {n: getattr(args, n) for n in task.options if getattr(args, n, None) is not None}
-    return task.config(**given)
+    return config_from_options(args, get_task(task_name).config, file_entries)
 
 
 def main_process() -> bool:
@@ -88,9 +71,9 @@ def main_process() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-def run_task(task_name: str, args: argparse.Namespace, common: dict) -> None:
+def run_task(task_name: str, args: argparse.Namespace, file_entries: dict | None = None) -> None:
     task = get_task(task_name)
-    config = task_config(task_name, args, common)
+    config = task_config(task_name, args, file_entries)
     result = task.runner()(config, progress=not args.no_progress)
     if main_process():
         print(f"{task.summary(result.metrics['test'])}  ({result.run_dir / 'metrics.json'})")

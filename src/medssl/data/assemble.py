@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from medssl.data.conventions import of_prepared
 from medssl.data.dataset import SPLITS, UNLABELED, ImageData, Split
 from medssl.data.decode import DecodeError
 from medssl.data.items import Collection, Item, Skipped
@@ -113,7 +114,8 @@ def to_image_data(collection: Collection, prepared: list[Prepared], *, size: int
         if isinstance(images, Crops):  # several patches (or slices) per image, each with its image's label
             split_labels, dims = split_labels[images.image_of], len(images.shape) - 2
         splits[name] = Split(images, split_labels)
-    return ImageData(collection.name, splits, dims, len(class_names), class_names)
+    return ImageData(collection.name, splits, dims, len(class_names), class_names,
+                     of_prepared(prepared, resized=size is not None and not keep_scale))
 
 
 def shape_error(name: str, arrays: list[np.ndarray]) -> MedsslError:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.data.conventions import item_intensity
 from medssl.data.items import Collection, Image, Item, Skipped
 from medssl.data.preprocess import Prepared, Preprocessing, check_modalities
 from medssl.errors import MedsslError
@@ -80,7 +81,9 @@ def _prepare_one(index: int, item: Item, pre: Preprocessing, out: Path) -> dict:
                 entry[key] = f"{folder}/{name}.npy"
         entry.update(shape=list(prepared.image.shape), spacing=list(prepared.spacing),
                      affine=prepared.affine.tolist(), native_shape=list(prepared.native_shape),
-                     native_spacing=list(prepared.native_spacing), native_range=list(prepared.native_range))
+                     native_spacing=list(prepared.native_spacing), native_range=list(prepared.native_range),
+                     intensity=prepared.intensity,
+                     resampled_to=None if prepared.resampled_to is None else list(prepared.resampled_to))
     write_json(out / "entries" / f"{name}.json", entry)
     return entry
 
@@ -180,6 +183,21 @@ def _progress(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="volume", desc="prepare")
 
 
+def _entry_intensity(entry: dict, options: dict) -> str | None:
+    """The intensity convention of a cached item; caches built before it was recorded give what their
+    intensity option implies, or None (unknown) without one."""
+    if "intensity" in entry:
+        return entry["intensity"]
+    option = options.get("intensity")
+    return None if option is None else item_intensity(option, entry.get("modality"), kept_as_stored=False)
+
+
+def _resampled_to(entry: dict, options: dict) -> tuple[float, ...] | None:
+    target = entry["resampled_to"] if "resampled_to" in entry else (
+        options.get("spacing") if len(entry["spacing"]) == 3 else None)
+    return None if target is None else tuple(target)
+
+
 def read_cache(spec: str, pre: Preprocessing) -> tuple[Collection, list[Prepared]]:
     """The cached items, their arrays memory-mapped. Preprocessing options given now must match the cache's."""
     root = Path(spec)
@@ -205,7 +223,8 @@ def read_cache(spec: str, pre: Preprocessing) -> tuple[Collection, list[Prepared
         items.append(item)
         prepared.append(Prepared(item, load(entry["image"]), tuple(entry["spacing"]), np.array(entry["affine"]),
                                  load(entry.get("mask")), load(entry.get("fov")), tuple(entry["native_shape"]),
-                                 tuple(entry["native_spacing"]), tuple(entry["native_range"])))
+                                 tuple(entry["native_spacing"]), tuple(entry["native_range"]),
+                                 _entry_intensity(entry, stored), _resampled_to(entry, stored)))
     collection = Collection(manifest["name"], f"cache of {manifest['kind']}", items,
                             [Skipped(**s) for s in manifest["skipped"]], manifest.get("class_names"))
     return collection, prepared

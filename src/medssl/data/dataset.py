@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medssl.data.conventions import Conventions
 from medssl.errors import MedsslError
 
 SPLITS = ("train", "val", "test")
@@ -37,6 +38,8 @@ class ImageData:
     spatial_dims: int
     num_classes: int
     class_names: list[str] = field(default_factory=list)
+    # what its values and voxels mean (intensity normalisation, modalities, spacing); None: not known
+    conventions: Conventions | None = None
 
     @property
     def channels(self) -> int:

@@ -14,6 +14,7 @@ from monai.data import NibabelReader, PILReader, PydicomReader
 from monai.transforms import LoadImage, Resize
 from PIL import Image
 
+from medssl.data.conventions import MINMAX, STORED, of_items
 from medssl.data.dataset import SPLITS, ImageData, Split
 from medssl.errors import MedsslError
 
@@ -120,9 +121,13 @@ def read_image(path: Path, rel: str, load: Callable[[Path, str], np.ndarray]) ->
 
 
 def load_image(path: Path, rel: str, load: Callable[[Path, str], np.ndarray], size: int | None,
-               window: tuple[float, float] | None) -> np.ndarray:
-    """``read_image``, scaled to uint8 (optionally through a CT window) and resized to ``size``."""
+               window: tuple[float, float] | None, *, conventions: list[str] | None = None) -> np.ndarray:
+    """``read_image``, scaled to uint8 (optionally through a CT window) and resized to ``size``; the intensity
+    convention applied (``data.conventions``) is appended to ``conventions`` when given."""
     img = read_image(path, rel, load)
+    if conventions is not None:
+        conventions.append(f"range:{window[0]:g},{window[1]:g}" if window is not None
+                           else STORED if img.dtype == np.uint8 else MINMAX)
     out = to_unit255(img, window)
     if size is not None:
         mode = "area" if img.ndim == 3 else "trilinear"
@@ -214,10 +219,11 @@ def load_folder(root: str | Path, *, size: int | None = None, window: tuple[floa
     split_of = split_ids(rows, lines, labels, seed, val_fraction, test_fraction)
 
     load = image_reader()
-    images = []
+    images, intensity = [], []
     for row, line in zip(rows, lines, strict=True):
         rel = row["path"]
-        img = load_image(_resolve(root, rel, f"labels.csv line {line}"), rel, load, size, window)
+        img = load_image(_resolve(root, rel, f"labels.csv line {line}"), rel, load, size, window,
+                         conventions=intensity)
         if images and img.shape != images[0].shape:
             _shape_error(rel, img.shape, rows[0]["path"], images[0].shape)
         images.append(img)
@@ -233,4 +239,5 @@ def load_folder(root: str | Path, *, size: int | None = None, window: tuple[floa
     if missing:
         names = [class_names[c] for c in missing]
         raise MedsslError(f"{root}: the train split has no images of class(es) {names}")
-    return ImageData(root.resolve().name, splits, stacked.ndim - 2, len(class_names), class_names)
+    return ImageData(root.resolve().name, splits, stacked.ndim - 2, len(class_names), class_names,
+                     of_items(((c, None) for c in intensity), None))

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from medssl.data.conventions import MINMAX, STORED, Conventions, of_items, of_prepared, stored
 from medssl.data.dataset import SPLITS, UNLABELED, ImageData, Split
 from medssl.data.folder import IMAGE_KINDS, image_kind, image_reader, read_image, to_unit255
 from medssl.data.items import Collection
@@ -69,6 +70,7 @@ class SegData:
     splits: dict[str, SegSplit]
     spatial_dims: int
     source: dict = field(default_factory=dict)  # how it was loaded, recorded in config.yaml
+    conventions: Conventions | None = None  # what its intensities and voxels mean (``data.conventions``)
 
     @property
     def channels(self) -> int:
@@ -78,7 +80,7 @@ class SegData:
         """The images alone (unlabeled), e.g. for checks against a pre-trained encoder or for pre-training."""
         images = np.concatenate([self.splits[s].images for s in splits])
         return ImageData(self.name, {"train": Split(images, np.full(len(images), UNLABELED, np.int64))},
-                         self.spatial_dims, 1, ["foreground"])
+                         self.spatial_dims, 1, ["foreground"], self.conventions)
 
 
 def random_patches(data: SegData, patch: int, n: int, seed: int = 0, splits: tuple[str, ...] = ("train",)) -> ImageData:
@@ -93,7 +95,7 @@ def random_patches(data: SegData, patch: int, n: int, seed: int = 0, splits: tup
     crops = np.stack([images[(w, slice(None), *(slice(st[i], st[i] + patch) for st in starts))]
                       for i, w in enumerate(which)])
     return ImageData(f"{data.name}:patches{patch}", {"train": Split(crops, np.full(n, UNLABELED, np.int64))},
-                     data.spatial_dims, 1, ["foreground"])
+                     data.spatial_dims, 1, ["foreground"], data.conventions)
 
 
 # ----------------------------------------------------------------------------------------------- folders
@@ -202,6 +204,7 @@ def load_mask_folder(root: str | Path, *, mask_suffix: str = "_mask", fov: str =
     val, test = _split_counts(len(pairs), val_count, test_count)
     load = image_reader()
     images, masks, fovs, native_masks, native_fovs = [], [], [], [], []
+    intensity: list[str] = []
     first_layout: tuple[int, ...] = ()
     first_shape: tuple[int, ...] = ()
     for image_path, mask_path, fov_path in pairs:
@@ -220,6 +223,7 @@ def load_mask_folder(root: str | Path, *, mask_suffix: str = "_mask", fov: str =
         else:
             region = threshold_fov(raw) if fov == "threshold" else None
         img = to_unit255(_select_channels(raw, channel, image_path), None)
+        intensity.append(STORED if raw.dtype == np.uint8 else MINMAX)
         # resizing makes sizes agree, but never the number of dimensions or channels
         layout = img.shape if size is None else (img.ndim, img.shape[0])
         if images and layout != first_layout:
@@ -238,7 +242,8 @@ def load_mask_folder(root: str | Path, *, mask_suffix: str = "_mask", fov: str =
                      native_fovs if size is not None else None, None)
     source = {"mask_suffix": mask_suffix, "fov": fov, "channel": channel, "size": size,
               "split_names": {s: splits[s].names for s in SPLITS}}
-    return SegData(root.resolve().name, splits, images[0].ndim - 1, source)
+    return SegData(root.resolve().name, splits, images[0].ndim - 1, source,
+                   of_items(((c, None) for c in intensity), None))
 
 
 def _working(img: np.ndarray, mask: np.ndarray, region: np.ndarray | None, size: int | None) -> tuple:
@@ -292,7 +297,7 @@ def seg_data_from_items(collection: Collection, prepared: list[Prepared], pre: P
         raise MedsslError(f"{collection.name}: no image has a mask")
     if channel not in CHANNELS:
         raise MedsslError(f"channel must be one of {', '.join(CHANNELS)}, got '{channel}'")
-    keep_scale = size is not None and pre.spacing is not None
+    keep_scale = size is not None and any(p.resampled_to is not None for p in prepared)
     images, masks, fovs, native_masks, native_fovs = [], [], [], [], []
     for p in prepared:
         img = _select_channels(p.image, channel, Path(p.item.name))
@@ -329,7 +334,7 @@ def seg_data_from_items(collection: Collection, prepared: list[Prepared], pre: P
                      native_fovs if resized else None, spacing)
     source = {"kind": collection.kind, "fov": fov, "channel": channel, "size": size, **pre.to_dict(),
               "class_names": collection.class_names, "split_names": {s: splits[s].names for s in SPLITS}}
-    return SegData(collection.name, splits, images[0].ndim - 1, source)
+    return SegData(collection.name, splits, images[0].ndim - 1, source, of_prepared(prepared, resized))
 
 
 # --------------------------------------------------------------------------------------------- synthetic
@@ -364,7 +369,8 @@ def make_blobs(spatial_dims: int, *, n: int = 40, size: int = 32, seed: int = 0)
     bounds = {"train": (0, n - n_test - n_val), "val": (n - n_test - n_val, n - n_test), "test": (n - n_test, n)}
     splits = {s: SegSplit(np.stack(images[lo:hi]), np.stack(masks[lo:hi]), [f"blob{i:03d}" for i in range(lo, hi)])
               for s, (lo, hi) in bounds.items()}
-    return SegData(f"synthetic:blobs{spatial_dims}d", splits, spatial_dims, {"synthetic": True, "size": size})
+    return SegData(f"synthetic:blobs{spatial_dims}d", splits, spatial_dims, {"synthetic": True, "size": size},
+                   stored())
 
 
 def load_seg_data(spec: str, *, seed: int = 0, size: int | None = None, mask_suffix: str = "_mask",

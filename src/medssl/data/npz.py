@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.data.conventions import stored
 from medssl.data.dataset import SPLITS, ImageData, Split
 from medssl.data.mapped import map_npz_member, read_npy_header
 from medssl.errors import MedsslError
@@ -146,7 +147,7 @@ def load_npz(path: str | Path, spatial_dims: int | None = None, map_above: int =
         raise MedsslError(f"{path}: images of shape {next(iter(shapes))} have no pixels")
     num_classes = int(max(int(s.labels.max()) for s in splits.values() if len(s)) + 1)
     return ImageData(path.name, splits, spatial_dims=dims.pop(), num_classes=num_classes,
-                     class_names=[str(c) for c in range(num_classes)])
+                     class_names=[str(c) for c in range(num_classes)], conventions=stored())
 
 
 def _labels(raw: np.ndarray, n: int, source: str) -> np.ndarray:

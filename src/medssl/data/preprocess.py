@@ -1,10 +1,11 @@
 """Geometry and intensity, with MONAI transforms: canonical orientation, resampling to a target spacing,
 intensity normalisation per modality, optional crop to the foreground; then uint8 (C, *spatial).
 
-Intensity options: ``ct:LOW,HIGH`` (a HU window for CT items; other modalities, e.g. MR, get percentile
-scaling), ``mr`` (0.5-99.5 percentile scaling for every item), ``range:LOW,HIGH`` (one explicit range for
-every item). Without one, 8-bit 2D images stay as stored and everything else is min-max scaled per image;
-a corpus mixing CT and MR then has no common intensity scale and training refuses it.
+Intensity options: ``ct:LOW,HIGH`` (a HU window for CT items and items of unknown modality, e.g. NIfTI;
+items of another known modality, e.g. MR, get percentile scaling), ``mr`` (0.5-99.5 percentile scaling for
+every item), ``range:LOW,HIGH`` (one explicit range for every item). Without one, 8-bit 2D images stay as
+stored and everything else is min-max scaled per image; a corpus mixing CT and MR then has no common
+intensity scale and training refuses it. Each item records the convention applied (``data.conventions``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from medssl.data.conventions import item_intensity
 from medssl.data.items import Collection, Item
 from medssl.errors import MedsslError
 
@@ -64,7 +66,7 @@ def intensity_range(intensity: str, modality: str | None) -> tuple[float, float]
         raise MedsslError(f"intensity {intensity!r}: LOW and HIGH must be numbers") from None
     if not low < high:
         raise MedsslError(f"intensity {intensity!r}: LOW must be below HIGH")
-    if kind == "ct" and (modality or "").upper() != "CT":
+    if kind == "ct" and modality is not None and modality.upper() != "CT":  # unknown: the option says CT
         return None
     return low, high
 
@@ -78,20 +80,23 @@ def check_modalities(collection: Collection, pre: Preprocessing) -> None:
                           " mr; range:LOW,HIGH)")
 
 
-def _to_255(image: MetaTensor, item: Item, pre: Preprocessing) -> MetaTensor:
+def _to_255(image: MetaTensor, item: Item, pre: Preprocessing) -> tuple[MetaTensor, str]:
+    """The image scaled to 0..255, and the intensity convention that did it (``data.conventions``)."""
     from monai.transforms import ScaleIntensityRange, ScaleIntensityRangePercentiles
 
     if pre.intensity is not None:
+        convention = item_intensity(pre.intensity, item.modality, kept_as_stored=False)
         window = intensity_range(pre.intensity, item.modality)
         if window is None:
             low, high = MR_PERCENTILES
-            return ScaleIntensityRangePercentiles(low, high, 0.0, 255.0, clip=True)(image)
-        return ScaleIntensityRange(window[0], window[1], 0.0, 255.0, clip=True)(image)
+            return ScaleIntensityRangePercentiles(low, high, 0.0, 255.0, clip=True)(image), convention
+        return ScaleIntensityRange(window[0], window[1], 0.0, 255.0, clip=True)(image), convention
     values = image.as_tensor()
     lo, hi = float(values.min()), float(values.max())
     if item.image.reader == "image" and lo >= 0 and hi <= 255 and bool((values == values.round()).all()):
-        return image  # an 8-bit picture keeps its values
-    return (image - lo) * (255.0 / (hi - lo)) if hi > lo else image * 0
+        return image, item_intensity(None, item.modality, kept_as_stored=True)  # an 8-bit picture keeps its values
+    scaled = (image - lo) * (255.0 / (hi - lo)) if hi > lo else image * 0
+    return scaled, item_intensity(None, item.modality, kept_as_stored=False)
 
 
 @dataclass
@@ -107,6 +112,8 @@ class Prepared:
     native_shape: tuple[int, ...] = ()
     native_spacing: tuple[float, ...] = ()
     native_range: tuple[float, float] = (0.0, 0.0)
+    intensity: str | None = None  # the intensity convention applied (``data.conventions``); None: not recorded
+    resampled_to: tuple[float, ...] | None = None  # the target spacing (mm) when the volume was resampled
 
 
 def _same_grid(image: MetaTensor, other: MetaTensor) -> bool:
@@ -148,7 +155,7 @@ def prepare_item(item: Item, pre: Preprocessing) -> Prepared:
                 pixdim = pre.spacing * 3 if len(pre.spacing) == 1 else pre.spacing
                 modes = ["bilinear" if k == "image" else "nearest" for k in keys]
                 data = Spacingd(keys, pixdim=pixdim, mode=modes)(data)
-        data["image"] = _to_255(data["image"], item, pre)
+        data["image"], convention = _to_255(data["image"], item, pre)
         if pre.crop_foreground:
             data = CropForegroundd(keys, source_key="image", select_fn=lambda x: x > 0, allow_smaller=True)(data)
     out = data["image"]
@@ -158,4 +165,5 @@ def prepare_item(item: Item, pre: Preprocessing) -> Prepared:
 
     return Prepared(item, as_uint8(out), spacing_of(out.affine, dims), np.asarray(out.affine, dtype=np.float64),
                     as_uint8(data["mask"]) if "mask" in data else None,
-                    as_uint8(data["fov"] > 0) if "fov" in data else None, *native)
+                    as_uint8(data["fov"] > 0) if "fov" in data else None, *native, convention,
+                    pre.spacing if dims == 3 else None)

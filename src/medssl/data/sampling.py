@@ -154,4 +154,5 @@ def apply_sampling(data: ImageData, sampling: Sampling | None) -> ImageData:
     for name, split in data.splits.items():
         crops = sampler(list(split.images), name == "train")
         splits[name] = Split(crops, split.labels[crops.image_of])
-    return ImageData(data.name, splits, len(splits["train"].images.shape) - 2, data.num_classes, data.class_names)
+    return ImageData(data.name, splits, len(splits["train"].images.shape) - 2, data.num_classes, data.class_names,
+                     data.conventions)

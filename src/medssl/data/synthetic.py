@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medssl.data.conventions import stored
 from medssl.data.dataset import SPLITS, ImageData, Split
 from medssl.errors import MedsslError
 
@@ -166,4 +167,4 @@ def make_lesions(spatial_dims: int, *, n: int = 2000, size: int = 32, ratio: flo
     for s, chunks in parts.items():
         idx = np.sort(np.concatenate(chunks))
         splits[s] = Split(images[idx], labels[idx])
-    return ImageData(f"synthetic:lesions{spatial_dims}d", splits, spatial_dims, 2, list(CLASS_NAMES))
+    return ImageData(f"synthetic:lesions{spatial_dims}d", splits, spatial_dims, 2, list(CLASS_NAMES), stored())

@@ -49,6 +49,22 @@ class PretextTask(nn.Module):
     def on_step_end(self, encoder: Encoder, progress: float) -> None:
         """Hook after each optimizer step (momentum encoders update here); ``progress`` in [0, 1]."""
 
+    @classmethod
+    def recommended_lr(cls, batch_size: int) -> float | None:
+        """The method's own learning rate for AdamW at this global batch, where its paper prescribes one
+        that the general default (``DEFAULT_PRETRAIN_LR``) would break; None: the general default."""
+        return None
+
+
+DEFAULT_PRETRAIN_LR = 1e-3
+
+
+def pretraining_lr(methods: list[type[PretextTask]], batch_size: int) -> float:
+    """The learning rate a run without ``lr`` uses: the smallest any of its methods recommends (a combination
+    must not break its most sensitive member), else the general default."""
+    recommended = [lr for lr in (cls.recommended_lr(batch_size) for cls in methods) if lr is not None]
+    return min(recommended, default=DEFAULT_PRETRAIN_LR)
+
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
     """Learning-rate multiplier: linear warm-up, then cosine decay to zero."""

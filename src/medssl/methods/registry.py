@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import types
 import typing
 from typing import Any
 
-import yaml
-
 from medssl.errors import MedsslError
 from medssl.methods.base import PretextTask
+from medssl.values import coerce
 
 METHODS: dict[str, type[PretextTask]] = {}
 VIEW_INTERNAL = ("size",)  # view-recipe arguments a method sets itself, never a user
@@ -97,43 +95,6 @@ def recorded_method_args(task_classes: list[tuple[type[PretextTask], float]], ar
                      if arg in k and (not target or target == cls.name))
         recorded[str(key)] = list(value) if isinstance(value, tuple) else value
     return recorded
-
-
-def coerce(value: Any, hint: Any, what: str) -> Any:
-    """``value`` (a YAML scalar or list, or text) as the annotated type: int, float, bool, str, tuples, optionals."""
-    if isinstance(value, str) and hint is not str:
-        try:
-            value = yaml.safe_load(value)  # "0.2" -> 0.2, "[0.1, 1.0]" -> [0.1, 1.0], "true" -> True
-        except yaml.YAMLError:
-            raise MedsslError(f"{what}: cannot read {value!r}") from None
-    origin, members = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in members:
-            return None
-        for member in members:
-            if member is not type(None):
-                try:
-                    return coerce(value, member, what)
-                except MedsslError:
-                    continue
-        raise MedsslError(f"{what} must be {_describe(hint)}, got {value!r}")
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or len(value) != len(members):
-            raise MedsslError(f"{what} must be {len(members)} values in brackets, e.g. [0.2, 1.0]; got {value!r}")
-        return tuple(coerce(v, m, what) for v, m in zip(value, members, strict=True))
-    if hint is bool and isinstance(value, bool):
-        return value
-    if hint in (int, float) and isinstance(value, int | float) and not isinstance(value, bool):
-        if hint is int and value != int(value):
-            raise MedsslError(f"{what} must be a whole number, got {value!r}")
-        return hint(value)
-    if hint is str and value is not None:
-        return str(value)
-    raise MedsslError(f"{what} must be {_describe(hint)}, got {value!r}")
-
-
-def _describe(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint)
 
 
 def resolved_method_args(method: str, args: dict[str, Any]) -> dict[str, Any]:

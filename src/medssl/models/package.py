@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from medssl.data.conventions import Conventions, describe
 from medssl.errors import MedsslError
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import checked_backbone_spec, is_complete, load_state, read_yaml
@@ -74,6 +75,17 @@ def load_package_encoder(path: str | Path, spatial_dims: int, channels: int) -> 
     encoder = Encoder(spec)
     encoder.load_exported(load_package_weights(path))
     return encoder
+
+
+def recorded_conventions(source: str | Path) -> Conventions | None:
+    """The data conventions a model package (config.json) or a pre-training run dir (config.yaml) recorded;
+    None when it recorded none (made by an older medssl, or pre-trained on arrays given directly)."""
+    source = Path(source)
+    if is_package(source):
+        recorded = (read_package_config(source).get("preprocessing") or {}).get("conventions")
+    else:
+        recorded = (read_yaml(source / "config.yaml").get("data_summary") or {}).get("conventions")
+    return Conventions.from_dict(recorded)
 
 
 def load_package_weights(path: str | Path) -> dict[str, Tensor]:
@@ -174,6 +186,8 @@ def _package_config(config: dict, spec: BackboneSpec, feature_dim: int, name: st
             "patch": config.get("patch"),
             "slices": config.get("slices"),
             "input_scaling": "uint8 images scaled to [0, 1] (x / 255)",
+            # what the uint8 values and voxels meant (medssl.data.conventions), checked before fine-tuning
+            "conventions": summary.get("conventions"),
         },
         "pretraining": {
             "method": config.get("method"),
@@ -300,6 +314,7 @@ def model_card(package: dict, config: dict, metrics: dict, evaluated: list[dict]
         + (f", {prep['slices']} slices" if prep["slices"] else ""),
         f"- spacing: {prep['spacing'] or 'as stored (not resampled)'}; intensity normalisation: "
         f"{prep['intensity_normalisation'] or 'as stored'}; CT window: {prep['ct_window'] or 'none'}",
+        f"- data conventions (checked before fine-tuning): {_conventions_text(prep.get('conventions'))}",
         "",
         "## Load it",
         "",
@@ -324,6 +339,18 @@ def model_card(package: dict, config: dict, metrics: dict, evaluated: list[dict]
         "",
     ]
     return "\n".join(lines)
+
+
+def _conventions_text(recorded: dict | None) -> str:
+    conventions = Conventions.from_dict(recorded)
+    if conventions is None:
+        return "not recorded"
+    text = "intensity " + " and ".join(describe(c) for c in conventions.intensity)
+    if conventions.modalities:
+        text += f"; modalities {', '.join(conventions.modalities)}"
+    if conventions.spacing is not None:
+        text += f"; resampled to {'x'.join(f'{s:g}' for s in conventions.spacing)} mm"
+    return text
 
 
 def _plain(value: Any) -> str:

@@ -4,19 +4,21 @@ pre-training run."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytorch_lightning as pl
 
 from medssl.config import CommonConfig
+from medssl.data.conventions import check_upstream
 from medssl.data.dataset import ImageData, Split
 from medssl.data.sources import load_data
 from medssl.errors import MedsslError
 from medssl.memory import MemoryPlan, default_batch_size, plan_memory, training_device
 from medssl.models.encoder import Encoder
 from medssl.models.init import init_scheme, load_init
-from medssl.models.package import is_package, load_package_encoder
+from medssl.models.package import is_package, load_package_encoder, recorded_conventions
 from medssl.runio import LAST_CHECKPOINT, is_complete, load_state, read_yaml, run_backbone_spec
 from medssl.training import BatchIndexedArrays
 
@@ -44,19 +46,37 @@ def run_tags(config: CommonConfig) -> dict[str, str]:
 
 def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
     """Encoder from a finished pre-training run dir, a model package or a baseline initialisation
-    (``imagenet:PATH``, ``medicalnet:PATH``, ``package:DIR``), checked against the data it will see."""
-    if init_scheme(checkpoint):
-        return load_init(str(checkpoint), data.spatial_dims, data.channels)
+    (``imagenet:PATH``, ``medicalnet:PATH``, ``package:DIR``), checked against the data it will see: its
+    dimensions and channels, and (run dirs and packages) the data conventions its pre-training recorded
+    (``data.conventions``: a mismatch an intensity option fixes is refused, a usable one logged as a warning)."""
+    scheme = init_scheme(checkpoint)
+    if scheme:
+        encoder = load_init(str(checkpoint), data.spatial_dims, data.channels)
+        if scheme == "package":
+            check_transfer(Path(str(checkpoint).partition(":")[2]), data)
+        return encoder
     run_dir = Path(checkpoint)
     if not run_dir.is_dir():
         raise MedsslError(f"checkpoint directory not found: {run_dir}")
     if is_package(run_dir):
-        return load_package_encoder(run_dir, data.spatial_dims, data.channels)
+        encoder = load_package_encoder(run_dir, data.spatial_dims, data.channels)
+        check_transfer(run_dir, data)
+        return encoder
     if not is_complete(run_dir) or not (run_dir / "encoder.pt").is_file():
         raise MedsslError(f"{run_dir} is not a finished pre-training run (no metrics.json or encoder.pt)")
     encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
+    check_transfer(run_dir, data)
     encoder.load_exported(load_state(run_dir / "encoder.pt"))
     return encoder
+
+
+def check_transfer(upstream: Path, data: ImageData) -> list[str]:
+    """Refuse, or log as warnings (returned too), the data-convention mismatches between the pre-training of
+    ``upstream`` (a run dir or a model package) and ``data``."""
+    warnings = check_upstream(recorded_conventions(upstream), data.conventions, str(upstream))
+    for warning in warnings:
+        logging.getLogger("medssl.upstream").warning(warning)
+    return warnings
 
 
 def load_image_data(config: CommonConfig, data: ImageData | None) -> ImageData:

@@ -151,7 +151,7 @@ def load_data(spec: str, *, seed: int = 0, size: int | None = None,
         data = source.load(spec, seed=seed, size=size, window=window, preprocessing=pre)
         return apply_sampling(data, sampling)
     collection, prepared = prepared_items(source, spec, pre, log)
-    return to_image_data(collection, prepared, size=size, keep_scale=pre.spacing is not None, seed=seed,
+    return to_image_data(collection, prepared, size=size, keep_scale=resampled(prepared), seed=seed,
                          sampler=sampler_for(sampling, seed))
 
 
@@ -164,6 +164,12 @@ def prepared_items(source: Source, spec: str, pre: Preprocessing,
         return source.prepared(spec, pre)
     collection = source.scan(spec)
     return collection, prepare_collection(collection, pre, log)
+
+
+def resampled(prepared: list[Prepared]) -> bool:
+    """Whether the volumes were resampled to a spacing (now, or when their cache was prepared): then a size
+    crops/pads them, keeping the physical scale, instead of resizing."""
+    return any(p.resampled_to is not None for p in prepared)
 
 
 def describe(data: ImageData) -> str:

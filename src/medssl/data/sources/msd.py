@@ -5,6 +5,10 @@ MSD lists its pairs in ``dataset.json`` (``training: [{image, label}]``, ``test:
 modalities as a 4D NIfTI; nnU-Net v2 lists none and stores each channel as ``CASE_XXXX.nii.gz``. Label maps
 may hold several classes (``labels`` in dataset.json names them). Test images (no labels) are items
 without a mask.
+
+For classification, a training entry's ``label`` may be a class instead of a label map: an integer or a
+name (MONAI's datalist convention, ``{"image": "./imagesTr/case1.nii.gz", "label": 1}``), optionally with
+``split`` and ``patient_id``. Such a dataset's test images carry no class and are listed as skipped.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from medssl.data.items import Collection, Image, Item
+from medssl.data.items import Collection, Image, Item, Skipped
 from medssl.data.sources.files import reader_for, stem
 from medssl.errors import MedsslError
 
@@ -79,15 +83,26 @@ def scan(spec: str) -> Collection:
         raise MedsslError(f"{root / 'dataset.json'}: expected a JSON object")
     modality = _modality(meta)
     items: list[Item] = []
+    skipped: list[Skipped] = []
     if isinstance(meta.get("training"), list) and meta["training"]:
-        for entry in meta["training"]:
+        classes = [_class_label(entry) for entry in meta["training"]]
+        if any(c is not None for c in classes) and any(c is None for c in classes):
+            raise MedsslError(f"{root / 'dataset.json'}: 'training' mixes class labels and label-map files")
+        for entry, label in zip(meta["training"], classes, strict=True):
             if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
                 raise MedsslError(f"{root / 'dataset.json'}: each 'training' entry needs 'image' and 'label'")
             image = _image(root, entry["image"])
-            items.append(Item(stem(image.paths[0]), image, modality, mask=_image(root, entry["label"])))
+            if label is None:
+                items.append(Item(stem(image.paths[0]), image, modality, mask=_image(root, entry["label"])))
+            else:
+                items.append(Item(stem(image.paths[0]), image, modality, label,
+                                  patient_id=_text(entry, "patient_id"), split=_text(entry, "split")))
         for rel in meta.get("test") or []:
             image = _image(root, rel if isinstance(rel, str) else rel.get("image", ""))
-            items.append(Item(stem(image.paths[0]), image, modality))
+            if classes[0] is None:
+                items.append(Item(stem(image.paths[0]), image, modality))
+            else:
+                skipped.append(Skipped(str(image.paths[0]), "a test image without a class (classification dataset)"))
     else:
         ending = str(meta.get("file_ending", ".nii.gz"))
         labels = {stem(p): p for p in sorted((root / "labelsTr").glob(f"*{ending}"))}
@@ -101,4 +116,22 @@ def scan(spec: str) -> Collection:
             items.append(Item(case, Image(tuple(files), reader_for(files[0]) or "nifti"), modality))
     if not items:
         raise MedsslError(f"{root}: dataset.json lists no images and imagesTr/ holds none")
-    return Collection(str(meta.get("name") or root.resolve().name), "msd", items, class_names=_class_names(meta))
+    class_names = _class_names(meta) if not any(item.label for item in items) else None
+    return Collection(str(meta.get("name") or root.resolve().name), "msd", items, skipped, class_names)
+
+
+def _class_label(entry: object) -> str | None:
+    """The class of a classification entry (``"label": 1`` or ``"label": "benign"``); None for a label map."""
+    label = entry.get("label") if isinstance(entry, dict) else None
+    if isinstance(label, bool) or label is None:
+        return None
+    if isinstance(label, int) or (isinstance(label, float) and label.is_integer()):
+        return str(int(label))
+    if isinstance(label, str) and reader_for(Path(label)) is None and "/" not in label:
+        return label
+    return None
+
+
+def _text(entry: dict, key: str) -> str | None:
+    value = entry.get(key)
+    return None if value is None or value == "" else str(value)
