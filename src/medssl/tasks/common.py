@@ -73,7 +73,8 @@ def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
 def check_transfer(upstream: Path, data: ImageData) -> list[str]:
     """Refuse, or log as warnings (returned too), the data-convention mismatches between the pre-training of
     ``upstream`` (a run dir or a model package) and ``data``."""
-    warnings = check_upstream(recorded_conventions(upstream), data.conventions, str(upstream))
+    # detection and anomaly data (DetData, AnomalyData) record no conventions yet: nothing to compare against
+    warnings = check_upstream(recorded_conventions(upstream), getattr(data, "conventions", None), str(upstream))
     for warning in warnings:
         logging.getLogger("medssl.upstream").warning(warning)
     return warnings
