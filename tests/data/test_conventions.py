@@ -86,6 +86,12 @@ def test_an_msd_datalist_mixing_classes_and_label_maps_is_one_error(tmp_path):
         scan(str(root))
 
 
+def test_modality_names_are_compared_in_dicom_terms():
+    from medssl.data.conventions import of_items
+
+    assert of_items([("mr", "MRI"), ("mr", " mr ")], None).modalities == ("MR",)
+
+
 def test_data_whose_conventions_the_upstream_covers_passes_silently():
     mixed = Conventions(("ct:-1000,400", "mr"), ("CT", "MR"))  # a CT + MR corpus under one ct: option
     assert check_upstream(mixed, CT, "A") == []

@@ -93,14 +93,14 @@ def test_classification_on_patches_of_volumes_of_different_sizes(tmp_path, capsy
 
 
 def test_a_study_spec_run_key_loads_patches_for_its_cells(tmp_path):
-    from medssl.study.runner import _data
+    from medssl.study.runner import load_images
     from medssl.study.spec import parse_spec
 
     manifest = write_volume_manifest(tmp_path, n=8)
     spec = parse_spec({"name": "p", "datasets": [str(manifest)], "methods": ["simclr"],
                        "run": {"patch": 10, "spacing": [2, 2, 2]}})
     assert spec.run == {"patch": 10, "spacing": [2, 2, 2]}
-    data = _data({"data": str(manifest), **spec.run}, {})
+    data = load_images({"data": str(manifest), **spec.run}, {})
     assert data.splits["train"].images.shape[1:] == (1, 10, 10, 10)
     with pytest.raises(MedsslError, match="unknown 'run' setting"):
         parse_spec({"name": "p", "datasets": [str(manifest)], "methods": ["simclr"], "run": {"patches": 10}})

@@ -44,7 +44,7 @@ def _data(spec: Path | str, intensity: str | None = None):
     return load_data(str(spec), size=16, preprocessing=Preprocessing(intensity=intensity))
 
 
-def _refusal(checkpoint: Path, data) -> str:
+def _refusal(checkpoint: Path | str, data) -> str:
     with pytest.raises(MedsslError) as err:
         load_pretrained(checkpoint, data)
     message = str(err.value)
@@ -76,7 +76,8 @@ def test_matching_conventions_load_without_a_warning(upstream, kind, caplog):
 def test_a_same_modality_intensity_mismatch_is_refused_in_one_line_for_run_and_package(upstream):
     data = _data(upstream["manifest"])  # no intensity option: each volume min-max scaled
     messages = {kind: _refusal(upstream[kind], data) for kind in ("run", "package")}
-    assert messages["run"] == messages["package"] == (
+    scheme = _refusal(f"package:{upstream['package']}", data).replace(str(upstream["package"]), "UPSTREAM")
+    assert messages["run"] == messages["package"] == scheme == (
         "UPSTREAM was pre-trained on intensities scaled by a CT window of -1000..400 HU but the data here is scaled"
         " by each image's own min..max: load it with intensity ct:-1000,400, as the upstream was")
 
@@ -111,3 +112,12 @@ def test_a_refused_finetune_writes_nothing(upstream, tmp_path):
     with pytest.raises(MedsslError, match="load it with intensity ct:-1000,400"):
         finetune(config, progress=False)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["run", "package"])
+def test_evaluate_checks_the_encoders_conventions_like_fine_tuning(upstream, kind):
+    from medssl.evaluate.checkpoints import load_encoder
+
+    with pytest.raises(MedsslError, match="load it with intensity ct:-1000,400"):
+        load_encoder(upstream[kind], _data(upstream["manifest"]))
+    assert load_encoder(upstream[kind], _data(upstream["manifest"], CT)).feature_dim > 0

@@ -7,8 +7,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 from medssl.cli import main
 from medssl.runio import read_yaml
 from medssl.study.runner import run_study
@@ -48,8 +46,6 @@ def test_a_volume_study_from_a_manifest_and_an_msd_layout_reaches_its_report(tmp
     assert f"| simclr | {corpus} | 100 % labels | 1 |" in text
 
 
-@pytest.mark.xfail(strict=True, reason="study.runner.register_study loads datasets and upstreams without the"
-                   " spec's run: data options (patch, slices, spacing, intensity); see the issue-13 report")
 def test_a_volume_study_may_sample_patches_instead_of_resizing(tmp_path):
     manifest = write_volume_manifest(tmp_path / "manifest", n=12)
     corpus = write_volume_folder(tmp_path / "corpus", n=4)

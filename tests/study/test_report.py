@@ -51,7 +51,7 @@ def test_report_numbers_match_the_database(report):
     table = _md_table(markdown, "method", "AUC mean")
     assert len(table) == len(by_condition) == 4
     for row in table:
-        fraction = float(row["setting"].split()[0]) / 100
+        fraction = float(row["labels"].split()[0]) / 100
         values = by_condition[(row["method"], fraction)]
         assert int(row["seeds"]) == len(values) == 3
         assert float(row["AUC mean"]) == pytest.approx(np.mean([v[1] for v in values]), abs=5e-4)
@@ -62,7 +62,7 @@ def test_report_numbers_match_the_database(report):
     paired = _md_table(markdown, "method", "Δ AUC")
     assert [r["method"] for r in paired] == ["rotation", "rotation"]
     for row in paired:
-        fraction = float(row["setting"].split()[0]) / 100
+        fraction = float(row["labels"].split()[0]) / 100
         ssl = {s: a for s, a, _ in by_condition[("rotation", fraction)]}
         scratch = {s: a for s, a, _ in by_condition[("scratch", fraction)]}
         estimate, interval = row["Δ AUC [95 % CI]"].split(" ", 1)

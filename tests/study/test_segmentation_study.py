@@ -41,7 +41,7 @@ def seg_raw(**overrides: object) -> dict:
     ({"label_counts": [2, 2]}, "label counts repeat"),
     ({"finetune": {"min_samples_per_epoch": 10}}, "unknown 'finetune' setting.*min_samples_per_epoch.*segment"),
     ({"masks": {"colour": "red"}}, "unknown 'masks' setting"),
-    ({"task": "detect"}, "task must be classify or segment"),
+    ({"task": "tabular"}, "unknown task 'tabular'; choose from classify, segment, detect, anomaly"),
     ({"label_fractions": [0.5]}, "not both"),
     ({"pretrain": {"crops": 0}}, "crops must be a whole number >= 1"),
 ])
@@ -54,7 +54,7 @@ def test_segmentation_settings_are_refused_in_classification_studies():
     classify = {**seg_raw(task="classify", finetune={}, pretrain={"epochs": 1}), "label_counts": None}
     for key, extra in (("label_counts", {"label_counts": [4]}), ("masks", {"masks": {"fov": "threshold"}}),
                        ("pretrain crops", {"pretrain": {"crops": 8}})):
-        with pytest.raises(MedsslError, match=f"'{key}' is for segmentation studies"):
+        with pytest.raises(MedsslError, match=f"'{key}' is for segment"):
             parse_spec({**classify, **extra})
     with pytest.raises(MedsslError, match=r"unknown 'finetune' setting.*patch_size.*classify"):
         parse_spec({**classify, "finetune": {"patch_size": 32}})
@@ -153,7 +153,7 @@ def test_segmentation_report_uses_dice_and_labelled_images(seg_study, tmp_path):
     report = write_report(root / "results.db", tmp_path / "report.html")
     markdown = (tmp_path / "report.md").read_text()
     conditions, pairs = report.tables
-    assert conditions.columns[2] == "setting" and "Dice mean" in conditions.columns
+    assert conditions.columns[2] == "labels" and "Dice mean" in conditions.columns
     assert "AUC mean" not in conditions.columns and "minority recall mean" not in conditions.columns
     conn = sqlite3.connect(root / "results.db")
     dice = {}

@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", nargs="?", help="study spec YAML (or use --preset)")
-    parser.add_argument("--preset", help="quick | label-fractions | imbalance | policies | segment-labels | full")
+    parser.add_argument("--preset", help="a named study: see 'medssl study presets'")
     parser.add_argument("--data", action="append", help="dataset spec (repeatable); replaces the spec's datasets")
     parser.add_argument("--seeds", type=int, help="number of seeds (0..N-1), replacing the spec's")
 
@@ -163,6 +163,7 @@ def run_report(args: argparse.Namespace) -> None:
 def run_presets(args: argparse.Namespace) -> None:
     import yaml
 
+    from medssl.study.axes import get_axis
     from medssl.study.presets import PRESETS, preset
 
     if args.yaml:
@@ -170,8 +171,9 @@ def run_presets(args: argparse.Namespace) -> None:
         return
     for name in PRESETS:
         spec = preset(name)
-        cells = (len(spec.methods) * len(spec.backbones) * len(spec.label_levels) * len(spec.imbalance_ratios)
-                 * len(spec.policies) * len(spec.seeds))
-        labels = (f"labelled images {','.join(map(str, spec.label_counts))}" if spec.label_counts else
-                  f"fractions {','.join(f'{f:g}' for f in spec.label_fractions)}")
-        print(f"{name:<16}{cells:>5} {spec.task} cells per dataset: methods {','.join(spec.methods)}; {labels}")
+        cells = spec.cell_count() // len(spec.datasets)
+        line = f"{name:<16}{cells:>5} {spec.task} cells per dataset: methods {','.join(spec.methods)}"
+        if get_axis("labels").applies(spec.study_task.config_fields()):
+            line += "; " + (f"labelled images {','.join(map(str, spec.label_counts))}" if spec.label_counts else
+                            f"fractions {','.join(f'{f:g}' for f in spec.label_fractions)}")
+        print(line)

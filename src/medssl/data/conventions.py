@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 STORED = "stored"
 MINMAX = "minmax"
 PERCENTILE = "mr"
+# a manifest's free-text modality column, in DICOM's terms (the ones DICOM series and MSD folders give)
+MODALITY_ALIASES = {"MRI": "MR", "PET": "PT", "XRAY": "CR", "X-RAY": "CR"}
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,9 @@ def item_intensity(intensity_option: str | None, modality: str | None, kept_as_s
 
 
 def implied_modality(intensity: str, modality: str | None) -> str | None:
-    if modality:
-        return modality.upper()
+    if modality and modality.strip():
+        name = modality.strip().upper()
+        return MODALITY_ALIASES.get(name, name)
     if intensity.startswith("ct:"):
         return "CT"
     return "MR" if intensity == PERCENTILE else None

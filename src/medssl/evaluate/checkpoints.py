@@ -12,7 +12,7 @@ from medssl.data.dataset import ImageData
 from medssl.errors import MedsslError
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.models.init import init_scheme, load_init
-from medssl.models.package import is_package, load_package_encoder
+from medssl.models.package import check_transfer, is_package, load_package_encoder
 from medssl.runio import is_complete, load_state, run_backbone_spec
 
 RANDOM = "random"
@@ -66,11 +66,15 @@ def load_encoder(checkpoint: str | Path, data: ImageData, *, backbone: str = "re
             encoder = Encoder(BackboneSpec(backbone, data.spatial_dims, data.channels, width))
     elif init_scheme(checkpoint):
         encoder = load_init(str(checkpoint), data.spatial_dims, data.channels)
+        if init_scheme(checkpoint) == "package":
+            check_transfer(Path(str(checkpoint).partition(":")[2]), data)
     elif run_kind(checkpoint) == "package":
         encoder = load_package_encoder(checkpoint, data.spatial_dims, data.channels)
+        check_transfer(Path(checkpoint), data)
     elif run_kind(checkpoint) == "pretrain":
         run_dir = Path(checkpoint)
         encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
+        check_transfer(run_dir, data)
         encoder.load_exported(load_state(run_dir / "encoder.pt"))
     else:
         encoder, _ = _classifier_parts(Path(checkpoint), data)

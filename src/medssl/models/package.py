@@ -15,6 +15,7 @@ The layout is a MONAI bundle and a Hugging Face Hub model repository at once; no
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -28,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from medssl.data.conventions import Conventions, describe
+from medssl.data.conventions import Conventions, check_upstream, describe
 from medssl.errors import MedsslError
 from medssl.models.encoder import BackboneSpec, Encoder
 from medssl.runio import checked_backbone_spec, is_complete, load_state, read_yaml
@@ -86,6 +87,16 @@ def recorded_conventions(source: str | Path) -> Conventions | None:
     else:
         recorded = (read_yaml(source / "config.yaml").get("data_summary") or {}).get("conventions")
     return Conventions.from_dict(recorded)
+
+
+def check_transfer(upstream: Path, data: Any) -> list[str]:
+    """Refuse, or log as warnings (returned too), the data-convention mismatches between the pre-training of
+    ``upstream`` (a run dir or a model package) and ``data``."""
+    # data that states no conventions (anomaly and detection sets) is checked for dims and channels only
+    warnings = check_upstream(recorded_conventions(upstream), getattr(data, "conventions", None), str(upstream))
+    for warning in warnings:
+        logging.getLogger("medssl.upstream").warning(warning)
+    return warnings
 
 
 def load_package_weights(path: str | Path) -> dict[str, Tensor]:

@@ -6,10 +6,11 @@ import base64
 import io
 import json
 import math
+from collections.abc import Callable
 
 import numpy as np
 
-from medssl.study.spec import NOT_PRETRAINED
+from medssl.study.axes import NOT_PRETRAINED
 from medssl.study.stats import Comparison, Metric, describe
 
 
@@ -30,7 +31,8 @@ def select(rows: list[dict], **levels: object) -> list[dict]:
     return [r for r in rows if same_upstream(r) and all(r.get(k) == v for k, v in levels.items())]
 
 
-def line_plot(rows: list[dict], spec: dict, x: str, y: str, held: dict, xlabel: str, ylabel: str) -> str:
+def line_plot(rows: list[dict], spec: dict, x: str, y: Callable[[dict], float | None], held: dict, xlabel: str,
+              ylabel: str) -> str:
     import matplotlib.pyplot as plt
 
     datasets = spec["datasets"]
@@ -39,7 +41,7 @@ def line_plot(rows: list[dict], spec: dict, x: str, y: str, held: dict, xlabel: 
         for method in spec["methods"]:
             points = []
             for level in sorted({r[x] for r in rows if r[x] is not None}):
-                est = describe([r[y] for r in select(rows, dataset=dataset, method=method, **{x: level}, **held)])
+                est = describe([y(r) for r in select(rows, dataset=dataset, method=method, **{x: level}, **held)])
                 if est.n:
                     points.append((level, est))
             if not points:
@@ -91,21 +93,21 @@ def heatmap(comparisons: list[Comparison], spec: dict, metric: Metric) -> str:
     return png(fig)
 
 
-def policy_bars(rows: list[dict], spec: dict, held: dict) -> str:
+def policy_bars(rows: list[dict], spec: dict, held: dict, metric: Metric) -> str:
     import matplotlib.pyplot as plt
 
     policies, methods = spec["policies"], spec["methods"]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(policies) * max(1, len(methods)) / 2), 3.6))
     width = 0.8 / len(methods)
     for k, method in enumerate(methods):
-        ests = [describe([r["test_auc"] for r in select(rows, method=method, policy=p, **held)]) for p in policies]
+        ests = [describe([metric.value(r) for r in select(rows, method=method, policy=p, **held)]) for p in policies]
         means = np.array([e.mean for e in ests])
         low = np.array([e.mean - e.low if not math.isnan(e.low) else 0 for e in ests])
         high = np.array([e.high - e.mean if not math.isnan(e.high) else 0 for e in ests])
         ax.bar(np.arange(len(policies)) + (k - (len(methods) - 1) / 2) * width, np.nan_to_num(means), width,
                yerr=[low, high], capsize=2, label=method)
     ax.set_xticks(range(len(policies)), policies, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("test AUC (95 % CI)")
+    ax.set_ylabel(f"test {metric.name} (95 % CI)")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -117,7 +119,8 @@ def confusions(rows: list[dict], spec: dict, held: dict) -> str | None:
 
     panels = []
     for method in spec["methods"]:
-        picked = select(rows, method=method, **held)
+        picked = [r for r in select(rows, method=method, **held)
+                  if "confusion_matrix" in json.loads(r["metrics"]).get("test", {})]
         if picked:
             matrices = [np.array(json.loads(r["metrics"])["test"]["confusion_matrix"]) for r in picked]
             panels.append((method, sum(matrices), len(picked)))

@@ -9,6 +9,8 @@ from medssl.study.spec import StudySpec, parse_spec
 
 DEFAULT_DATA = "synthetic:lesions2d"
 DEFAULT_SEGMENTATION_DATA = "synthetic:blobs2d"
+# each task's default data (a synthetic set with known answers); classification: DEFAULT_DATA
+TASK_DATA = {"segment": DEFAULT_SEGMENTATION_DATA, "detect": "synthetic:boxes2d", "anomaly": "synthetic:planted2d"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,18 @@ PRESETS: dict[str, dict] = {
                        "label_counts": [1, 2, 4, 8, 16],
                        "pretrain": {"epochs": 100, "batch_size": 64, "lr": 1e-3, "seed": "same", "crops": 4096},
                        "finetune": {"epochs": 20, "steps_per_epoch": 60, "batch_size": 8, "patch_size": 96}},
+    # does a pre-trained encoder make a better RetinaNet backbone when few images carry boxes?
+    "detect-labels": {"name": "detect-labels", "task": "detect", "backbones": ["resnet10x0.5"], "seeds": 3,
+                      "methods": ["scratch", "simclr", "rotation", "genesis", "spark"],
+                      "label_fractions": [1.0, 0.5, 0.25, 0.1],
+                      "pretrain": {"epochs": 100, "batch_size": 64, "lr": 1e-3, "seed": "same"},
+                      "finetune": {"epochs": 30, "batch_size": 8}},
+    # the auto-encoder line of work: pretext models' reconstruction error (autoencoder, Genesis, SparK) and kNN on
+    # SSL features vs an auto-encoder trained from scratch, all fitted on the normal training images only
+    "anomaly-pretext": {"name": "anomaly-pretext", "task": "anomaly", "backbones": ["resnet10x0.5"], "seeds": 3,
+                        "methods": ["scratch", "autoencoder", "genesis", "spark", "simclr"],
+                        "pretrain": {"epochs": 100, "batch_size": 64, "lr": 1e-3, "seed": "same"},
+                        "finetune": {"epochs": 100, "batch_size": 64, "normal_class": [0]}},
     "full": {**_PAPER, "name": "full",
              "methods": ["scratch", "simclr", "byol", "barlow", "rotation", "genesis", "spark", "rotation+simclr"],
              "backbones": ["resnet10x0.5", "resnet18"],
@@ -82,5 +96,5 @@ PRESETS: dict[str, dict] = {
 def preset(name: str, datasets: list[str] | None = None, seeds: int | None = None) -> StudySpec:
     if name not in PRESETS:
         raise MedsslError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
-    default = DEFAULT_SEGMENTATION_DATA if PRESETS[name].get("task") == "segment" else DEFAULT_DATA
+    default = TASK_DATA.get(PRESETS[name].get("task", "classify"), DEFAULT_DATA)
     return parse_spec({**PRESETS[name], "datasets": [default]}, datasets=datasets, seeds=seeds)

@@ -17,21 +17,21 @@ from pathlib import Path
 
 from medssl.runio import write_text
 from medssl.study import plots
+from medssl.study.axes import get_axis, setting_axes, shown
 from medssl.study.inference import ALPHA, RESAMPLES, Difference, Power, power_analysis
 from medssl.study.stats import (
     AUC,
-    BALANCED_ACCURACY,
-    CONDITION,
-    MINORITY_RECALL,
     Comparison,
     Metric,
     compare_to_scratch,
+    condition_keys,
     conditions,
     describe,
     judge,
     task_metric,
 )
 from medssl.study.store import Store
+from medssl.study.tasks import ReportColumn, study_task
 
 CORRECTION_NAMES = {"holm": "Holm (family-wise error)", "bh": "Benjamini-Hochberg (false discovery rate)"}
 
@@ -100,20 +100,9 @@ def _ci(low: float, high: float, sign: bool = False, digits: int = 3) -> str:
     return "–" if math.isnan(low) else f"[{_num(low, digits, sign)}, {_num(high, digits, sign)}]"
 
 
-def _ratio(ratio: float | None) -> str:
-    return "natural" if ratio is None else f"1:{ratio:g}"
-
-
-def _fraction(fraction: float) -> str:
-    return f"{fraction * 100:g} %"
-
-
 def _labels(condition: dict) -> str:
     """The point on the labels axis, as a phrase: '10 % labels' or '4 labelled images'."""
-    count = condition.get("label_count")
-    if count is not None:
-        return f"{count} labelled image{'s' if count != 1 else ''}"
-    return f"{_fraction(condition['label_fraction'])} labels"
+    return get_axis("labels").words(condition)
 
 
 def _labels_axis(spec: dict) -> str:
@@ -125,7 +114,12 @@ def load(db: str | Path, study: str | None = None) -> tuple[dict, list[dict], li
     store = Store(db, create=False)
     try:
         chosen = store.study(study)
-        return chosen, store.results(chosen["spec_hash"]), store.results(chosen["spec_hash"], kind="pretrain")
+        spec_hash = chosen["spec_hash"]
+        # a cell's labels carry every axis, also those the results table has no column for
+        labels = {c["key"]: json.loads(c["labels"]) for c in store.cell_states(spec_hash)}
+        rows = [{**labels.get(r["cell_key"], {}), **{k: v for k, v in r.items() if v is not None or k not in
+                                                    labels.get(r["cell_key"], {})}} for r in store.results(spec_hash)]
+        return chosen, rows, store.results(spec_hash, kind="pretrain")
     finally:
         store.close()
 
@@ -145,16 +139,20 @@ def _backbone_label(b: dict) -> str:
     return f"{b['name']}x{b['width']:g}"
 
 
+def _task_axes(spec: dict) -> list:
+    """The paired axes that apply to the study's task (the others sit at their defaults and say nothing)."""
+    fields = study_task(spec.get("task")).config_fields()
+    return [axis for axis in setting_axes() if axis.applies(fields)]
+
+
 def _setting(condition: dict, spec: dict) -> str:
     """The condition's levels that the study varies or sets (the dataset and method have their own columns)."""
-    parts = [_labels(condition)]
-    if condition.get("imbalance_ratio") is not None or len(spec.get("imbalance_ratios", [None])) > 1:
-        parts.append(f"{_ratio(condition.get('imbalance_ratio'))} imbalance")
-    if len(spec.get("policies", ["default"])) > 1 or condition.get("policy") not in (None, "default"):
-        parts.append(f"policy {condition['policy']}")
-    if len(spec.get("backbones", [])) > 1:
-        parts.append(str(condition["backbone"]))
-    return ", ".join(parts)
+    return ", ".join(axis.words(condition) for axis in _task_axes(spec) if shown(axis, spec, condition))
+
+
+def _setting_columns(conditions_: list[dict], spec: dict) -> list:
+    """The axes a table gives a column: those the report names in any of its conditions."""
+    return [axis for axis in _task_axes(spec) if any(shown(axis, spec, c) for c in conditions_)]
 
 
 def _upstream(condition: dict) -> str:
@@ -163,11 +161,13 @@ def _upstream(condition: dict) -> str:
 
 
 def _where(condition: dict, spec: dict) -> str:
-    """The setting with its preposition: 'at 10 % labels, ...' or 'with 4 labelled images, ...'."""
-    where = ("with " if condition.get("label_count") is not None else "at ") + _setting(condition, spec)
+    """The setting with its preposition and a leading space: ' at 10 % labels, ...' or ' with 4 labelled
+    images, ...'; empty when the condition has nothing to name."""
+    setting = _setting(condition, spec)
+    where = (("with " if condition.get("label_count") is not None else "at ") + setting) if setting else ""
     if _upstream(condition) not in ("–", "same data"):
-        where += f", pre-trained on {condition['upstream']}"
-    return where
+        where += f"{', ' if where else ''}pre-trained on {condition['upstream']}"
+    return f" {where}" if where else ""
 
 
 # --- the statistics as words ---------------------------------------------------------------------------------
@@ -213,14 +213,14 @@ def _sentence(c: Comparison, spec: dict, metric: Metric, context: Context) -> st
     name = metric.name
     stats = f"95 % CI [{d.low:+.3f}, {d.high:+.3f}], {context.p_name} {_p(d.adjusted_p)}, {d.seeds} seeds"
     if d.verdict == "better":
-        text = f"{method} beats scratch {where} by {d.estimate:+.3f} {name} ({stats})."
+        text = f"{method} beats scratch{where} by {d.estimate:+.3f} {name} ({stats})."
     elif d.verdict == "worse":
-        text = f"{method} is worse than scratch {where} by {d.estimate:+.3f} {name} ({stats})."
+        text = f"{method} is worse than scratch{where} by {d.estimate:+.3f} {name} ({stats})."
     elif d.seeds < 2:
-        text = f"{method} vs scratch {where}: {_num(d.estimate, sign=True)} {name} from {d.seeds} seed, " \
+        text = f"{method} vs scratch{where}: {_num(d.estimate, sign=True)} {name} from {d.seeds} seed, " \
                "too few for a verdict: inconclusive."
     else:
-        text = f"{method} vs scratch {where}: inconclusive, {d.estimate:+.3f} {name} ({stats}); " \
+        text = f"{method} vs scratch{where}: inconclusive, {d.estimate:+.3f} {name} ({stats}); " \
                f"{_power_phrase(d, context, name)}."
     recall = c.minority_recall
     if recall is not None and recall.verdict != "inconclusive":
@@ -245,28 +245,28 @@ def findings(comparisons: list[Comparison], spec: dict, metric: Metric, context:
 
 
 # --- tables --------------------------------------------------------------------------------------------------
-SEGMENT_EXTRAS = (("iou", 3), ("sensitivity", 3), ("specificity", 3), ("hd95", 1))
+def _column_cell(column: ReportColumn, group: list[dict]) -> str:
+    values = [column.value(r) for r in group]
+    if column.digits is None:
+        return "/".join(sorted({str(v) for v in values if v is not None})) or "–"
+    return _num(describe([v if isinstance(v, int | float) else None for v in values]).mean, column.digits)
 
 
 def condition_table(rows: list[dict], spec: dict, metric: Metric = AUC) -> Table:
-    segment = metric != AUC
     name = metric.name
+    extras = study_task(spec.get("task")).report_columns
     out = []
-    for condition_key, group in conditions(rows).items():
-        condition = dict(zip(CONDITION, condition_key, strict=True))
-        score = describe([r[metric.column] for r in group])
-        cells = [condition["method"], _upstream(condition), _setting(condition, spec), str(score.n),
-                 _num(score.mean), _num(score.sd), _ci(score.low, score.high)]
-        if segment:
-            runs = [json.loads(r["metrics"]) for r in group]
-            cells.append("/".join(sorted({str(m.get("transfer", "–")) for m in runs})))
-            cells += [_num(describe([m["test"].get(key) for m in runs]).mean, digits) for key, digits in SEGMENT_EXTRAS]
-        else:
-            cells.append(_num(describe([r["minority_recall"] for r in group]).mean))
-        out.append(cells)
-    columns = ["method", "upstream", "setting", "seeds", f"{name} mean", f"{name} sd", f"{name} 95 % CI"]
-    columns += ["transfer", *(f"{key} mean" for key, _ in SEGMENT_EXTRAS)] if segment else \
-        ["minority recall mean"]
+    grouped = conditions(rows)
+    keys = condition_keys()
+    setting = _setting_columns([dict(zip(keys, key, strict=True)) for key in grouped], spec)
+    for condition_key, group in grouped.items():
+        condition = dict(zip(keys, condition_key, strict=True))
+        score = describe([metric.value(r) for r in group])
+        cells = [condition["method"], _upstream(condition), *(axis.cell(condition) for axis in setting),
+                 str(score.n), _num(score.mean), _num(score.sd), _ci(score.low, score.high)]
+        out.append(cells + [_column_cell(column, group) for column in extras])
+    columns = ["method", "upstream", *(axis.title for axis in setting), "seeds", f"{name} mean", f"{name} sd",
+               f"{name} 95 % CI", *(column.title for column in extras)]
     return Table(f"Test {name} per arm (over seeds; t interval)", columns, out)
 
 
@@ -293,21 +293,23 @@ def _power_cell(d: Difference, context: Context) -> str:
 
 
 def paired_table(comparisons: list[Comparison], spec: dict, metric: Metric, context: Context) -> Table:
-    segment = metric != AUC
     name = metric.name
+    secondary = list(dict.fromkeys(k for c in comparisons for k in c.metrics if k != name))
+    delong = any(c.score.delong_p for c in comparisons)
     out = []
+    setting = _setting_columns([c.condition for c in comparisons], spec)
     for c in comparisons:
         d = c.score
-        cells = [c.condition["method"], _upstream(c.condition), _setting(c.condition, spec), str(d.seeds),
-                 _difference_cell(d), _p(d.adjusted_p), d.verdict]
-        if not segment:
-            cells += [_delong_cell(d), _difference_cell(c.metrics.get(BALANCED_ACCURACY)),
-                      _difference_cell(c.metrics.get(MINORITY_RECALL))]
+        cells = [c.condition["method"], _upstream(c.condition), *(axis.cell(c.condition) for axis in setting),
+                 str(d.seeds), _difference_cell(d), _p(d.adjusted_p), d.verdict]
+        cells += [_delong_cell(d)] if delong else []
+        cells += [_difference_cell(c.metrics.get(k)) for k in secondary]
         cells += [_p(d.permutation_p), _power_cell(d, context), d.sources]
         out.append(cells)
-    columns = ["method", "upstream", "setting", "seeds", f"Δ {name} [95 % CI]", context.p_name, "verdict"]
-    if not segment:
-        columns += ["DeLong p (median over seeds)", "Δ balanced accuracy", "Δ minority recall"]
+    columns = ["method", "upstream", *(axis.title for axis in setting), "seeds", f"Δ {name} [95 % CI]",
+               context.p_name, "verdict"]
+    columns += ["DeLong p (median over seeds)"] if delong else []
+    columns += [f"Δ {k}" for k in secondary]
     columns += ["sign-flip p", "detectable Δ (80 % power); seeds needed", "CI covers"]
     return Table(f"Each method minus scratch, paired by seed (▲/▼: called after {context.p_name.split()[0]} "
                  "correction)", columns, out)
@@ -331,7 +333,7 @@ def answer(comparisons: list[Comparison], rows: list[dict], pretrains: list[dict
         best = max(better, key=lambda c: c.score.estimate)
         d = best.score
         lines.append(f"Pre-training helps in {len(better)} of {len(comparisons)} comparisons. Largest: "
-                     f"{best.condition['method']} on {best.condition['dataset']} {_where(best.condition, spec)}, "
+                     f"{best.condition['method']} on {best.condition['dataset']}{_where(best.condition, spec)}, "
                      f"{d.estimate:+.3f} {name} (95 % CI [{d.low:+.3f}, {d.high:+.3f}], {context.p_name} "
                      f"{_p(d.adjusted_p)}).")
     else:
@@ -339,12 +341,12 @@ def answer(comparisons: list[Comparison], rows: list[dict], pretrains: list[dict
                      f"after {CORRECTION_NAMES[context.correction]} correction.")
     if worse:
         lines.append(f"It hurts in {len(worse)}: " + "; ".join(
-            f"{c.condition['method']} on {c.condition['dataset']} {_where(c.condition, spec)} "
+            f"{c.condition['method']} on {c.condition['dataset']}{_where(c.condition, spec)} "
             f"({c.score.estimate:+.3f} {name})" for c in worse[:5]) + ".")
     recall = [c for c in comparisons if c.minority_recall is not None and c.minority_recall.verdict == "better"]
     if recall:
         lines.append(f"Minority-class recall improves in {len(recall)} comparison(s), e.g. "
-                     f"{recall[0].condition['method']} {_where(recall[0].condition, spec)} "
+                     f"{recall[0].condition['method']}{_where(recall[0].condition, spec)} "
                      f"({recall[0].minority_recall.estimate:+.3f}).")
     open_ = [c for c in comparisons if c.score.verdict == "inconclusive" and c.score.seeds >= 2]
     powers = [p for c in open_ if (p := _power(c.score, context)) is not None]
@@ -382,11 +384,12 @@ def _tuning(spec: dict) -> str:
 
 def protocol(spec: dict, rows: list[dict], pretrains: list[dict], comparisons: list[Comparison],
              context: Context, counts: dict[str, int], resamples: int) -> list[tuple[str, str]]:
-    segment = spec.get("task") == "segment"
+    task = study_task(spec.get("task"))
     finetune, pretrain = spec.get("finetune") or {}, spec.get("pretrain") or {}
     selection = finetune.get("val_labels", "full")
     facts = [("task", f"{spec.get('task', 'classify')} on {', '.join(map(str, spec.get('datasets', [])))}")]
     facts.append(("selection data", (
+        task.selection if task.selection else
         "the best epoch and threshold are chosen on the full validation split, at every label level"
         if selection in (None, "full") else f"the best epoch and threshold are chosen on validation labels "
                                             f"'{selection}'") + "; the test split is used only for the numbers here"))
@@ -396,8 +399,8 @@ def protocol(spec: dict, rows: list[dict], pretrains: list[dict], comparisons: l
                                           "measure fine-tuning noise only"))
     splits = sorted({s for r in pretrains for s in json.loads(r.get("config") or "{}").get("pretrain_splits", [])}) \
         or pretrain.get("pretrain_splits") or ["train"]
-    crops = " (random crops of the segmentation training images)" if segment else ""
-    facts.append(("pre-training data", f"split(s) {', '.join(splits)}{crops}"
+    pool = f"; with upstream 'same': {task.pretrain_pool}" if task.pretrain_pool else ""
+    facts.append(("pre-training data", f"split(s) {', '.join(splits)}{pool}"
                   + ("; includes TEST images" if "test" in splits else "")))
     facts.append(("fine-tuning budget", _tuning(spec)))
     seeds = spec.get("seeds") or []
@@ -408,11 +411,16 @@ def protocol(spec: dict, rows: list[dict], pretrains: list[dict], comparisons: l
                                f"bootstrap variance ({resamples} resamples; the same image indices for both arms and "
                                f"every seed); {with_images} of {len(comparisons)} comparisons had per-sample test "
                                "outcomes, the rest use seed noise only"))
-    metrics = "Dice" if segment else "AUC; balanced accuracy and minority recall are families of their own"
+    metric = task_metric(spec.get("task"))
+    secondary = list(dict.fromkeys(k for c in comparisons for k in c.metrics if k != metric.name))
+    metrics = metric.name + (f"; {' and '.join(secondary)} are families of their own" if secondary else "")
+    direction = "" if metric.higher_is_better else f"; lower {metric.name} is better"
+    delong = "DeLong (binary AUC, per seed) and " if any(c.score.delong_p for c in comparisons) else ""
+    verb = "are" if delong else "is"
     facts.append(("verdicts", f"called only when the CI excludes 0 and the {CORRECTION_NAMES[context.correction]}"
                               f"-corrected p < {context.alpha:g}, correcting over the {context.comparisons} "
-                              f"comparisons of each metric ({metrics}); DeLong (binary AUC, per seed) and the exact "
-                              "sign-flip test over seeds are reported beside them"))
+                              f"comparisons of each metric ({metrics}{direction}); {delong}the exact "
+                              f"sign-flip test over seeds {verb} reported beside them"))
     facts.append(("cells", ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"))
     return facts
 
@@ -430,30 +438,29 @@ def _figures(section: Section, rows: list[dict], spec: dict, metric: Metric, com
     """Only plots that carry information: a line needs two levels, bars two policies, a heatmap two cells."""
     ref = _reference(spec)
     axis = _labels_axis(spec)
-    segment = spec.get("task") == "segment"
     levels = {r[axis] for r in rows if r.get(axis) is not None}
-    held = {"backbone": ref["backbone"]} if segment else {k: ref[k] for k in ("imbalance_ratio", "policy", "backbone")}
-    setting = ref["backbone"] if segment else \
-        f"{_ratio(ref['imbalance_ratio'])} imbalance, policy '{ref['policy']}', {ref['backbone']}"
+    held = {k: ref[k] for k in ("imbalance_ratio", "policy", "backbone")}  # an axis a task lacks sits at its default
+    fields = study_task(spec.get("task")).config_fields()
+    setting = ", ".join(axis.words(ref) for axis in setting_axes() if axis.name != "labels" and axis.applies(fields)
+                        and all(k in ref for k in axis.label_names()))
     xlabel = "labelled images" if axis == "label_count" else "label fraction"
     if len(levels) >= 2:
         section.figures.append((f"Test {metric.name} vs {xlabel} per method (mean, 95 % t interval over seeds; "
-                                f"{setting})", plots.line_plot(rows, spec, axis, metric.column, held, xlabel,
+                                f"{setting})", plots.line_plot(rows, spec, axis, metric.value, held, xlabel,
                                                                f"test {metric.name}")))
-    if segment:
-        return
     label_level = {axis: ref[axis]}
     if len([r for r in spec["imbalance_ratios"] if r is not None]) >= 2:
         section.figures.append((
             f"Minority-class recall vs imbalance ratio (majority:minority; {_labels(ref)}, "
             f"policy '{ref['policy']}')",
-            plots.line_plot(rows, spec, "imbalance_ratio", "minority_recall",
+            plots.line_plot(rows, spec, "imbalance_ratio", lambda r: r.get("minority_recall"),
                             {**label_level, "policy": ref["policy"], "backbone": ref["backbone"]},
                             "imbalance ratio (majority / minority)", "minority-class recall")))
     fixed = {**label_level, "imbalance_ratio": ref["imbalance_ratio"], "backbone": ref["backbone"]}
     if len(spec["policies"]) >= 2:
-        section.figures.append((f"Test AUC per training policy ({_labels(ref)}, "
-                                f"{_ratio(ref['imbalance_ratio'])} imbalance)", plots.policy_bars(rows, spec, fixed)))
+        section.figures.append((f"Test {metric.name} per training policy ({_labels(ref)}, "
+                                f"{get_axis('imbalance_ratio').words(ref)})",
+                                plots.policy_bars(rows, spec, fixed, metric)))
     confusion = plots.confusions(rows, spec, {**fixed, "policy": ref["policy"]})
     if confusion is not None:
         section.figures.append((f"Test confusion matrices at {_labels(ref)} (counts summed over seeds; "
@@ -477,7 +484,8 @@ def build(db: str | Path, study: str | None = None, *, correction: str = "holm",
         return report
     metric = task_metric(spec.get("task"))
     comparisons = compare_to_scratch(rows, metric, resamples=resamples)
-    context = Context(correction, judge(comparisons, correction))
+    lower = () if metric.higher_is_better else (metric.name,)
+    context = Context(correction, judge(comparisons, correction, lower_is_better=lower))
     report.answer = answer(comparisons, rows, pretrains, spec, metric, context)
     report.protocol = protocol(spec, rows, pretrains, comparisons, context, counts, resamples)
     datasets = list(dict.fromkeys([*spec.get("datasets", []), *(r["dataset"] for r in rows)]))

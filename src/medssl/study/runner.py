@@ -26,27 +26,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medssl import __version__
-from medssl.config import FinetuneConfig, PretrainConfig, SegmentConfig
+from medssl.config import PretrainConfig
 from medssl.data.dataset import ImageData
-from medssl.data.masks import SegData, load_seg_data, random_patches
+from medssl.data.masks import random_patches
 from medssl.errors import MedsslError
-from medssl.finetune.predictions import PREDICTIONS_FILE
 from medssl.runio import is_complete
-from medssl.study.spec import (
-    BASELINES,
-    DEFAULT_CROPS,
-    MASK_KEYS,
-    NOT_PRETRAINED,
-    SAME,
-    SCRATCH,
-    StudySpec,
-    policy_overrides,
-)
+from medssl.study.axes import BASELINES, NOT_PRETRAINED, SAME, Backbone, axes
+from medssl.study.spec import StudySpec
 from medssl.study.stats import task_metric
 from medssl.study.store import Cell, Heartbeat, Store
+from medssl.study.tasks import DEFAULT_CROPS, load_images, seg_data, study_task
 from medssl.study.tuning import GRID_KEY, check_grid, point_overrides, run_grid
 
 POLL_S = 2.0
+TASK_IMAGES = "task_images"  # a pre-training cell's key: pre-train on a task's own training images (upstream: same)
 
 
 def _slug(text: str) -> str:
@@ -60,57 +53,65 @@ def _digest(data: dict) -> str:
 
 
 def plan(spec: StudySpec, runs_dir: str | Path) -> list[Cell]:
-    """Every cell of the grid: pre-training cells first (each once), then fine-tuning cells."""
+    """Every cell of the grid (the product of ``study.axes``): pre-training cells first (each once), then
+    fine-tuning cells. A level maps onto a cell's config through its axis, when the task's config has the
+    axis' fields; every level labels the cell and names it."""
     runs_dir = Path(runs_dir).resolve()
+    task = spec.study_task
+    config_fields = task.config_fields()
     common = {"size": spec.size, **spec.run}
     pre_settings = {k: v for k, v in spec.pretrain.items() if k not in ("seed", "crops")}
     pre_seed = spec.pretrain.get("seed", SAME)
-    segment = spec.task == "segment"
+    grid_axes = axes()
     pretrains: dict[str, Cell] = {}
     finetunes: list[Cell] = []
 
-    def pretrain_cell(upstream: str, method: str, backbone_name: str, width: float, seed: int, on_crops: bool) -> str:
-        config = {"data": upstream, "method": method, "backbone": backbone_name, "width": width, "seed": seed,
-                  **common, **pre_settings}
+    def pretrain_cell(upstream: str, method: str, backbone: Backbone, seed: int, on_task_data: bool,
+                      point: dict) -> str:
+        config = {"data": upstream, "method": method, "backbone": backbone.name, "width": backbone.width,
+                  "seed": seed, **common, **pre_settings}
+        shaping = [(axis, point[axis.name]) for axis in grid_axes if axis.pretrain is not None]
+        for axis, level in shaping:  # axes that change the encoder (none of the built-in ones)
+            config.update(axis.pretrain(level))
         if spec.method_args.get(method):  # only when given: cells of studies without method_args keep their keys
             config["method_args"] = spec.method_args[method]
-        if on_crops:  # pre-train on crops of the segmentation images (no mask is read into the pool)
+        if on_task_data and task.crops:  # pre-train on crops of the task's training images (no mask is read)
             config["crops"] = {"n": spec.pretrain.get("crops", DEFAULT_CROPS),
-                               "patch": spec.finetune.get("patch_size", SegmentConfig.patch_size), **spec.masks}
-        name = f"{method}-{backbone_name}x{width:g}-s{seed}-{_digest(config)}"
+                               "patch": spec.finetune.get("patch_size", task.task.config.patch_size),
+                               **spec.masks}
+        elif on_task_data and task.own_images is not None:  # the task's own (unlabelled) training images
+            config[TASK_IMAGES] = {"task": task.name, **{k: spec.finetune[k] for k in task.pretrain_options
+                                                          if k in spec.finetune}}
+        tags = [axis.tag(level) for axis, level in shaping if axis.tag is not None]
+        name = "-".join([method, backbone.label, f"s{seed}", *tags, _digest(config)])
         key = f"pretrain/{_slug(upstream)}/{name}"
-        labels = {"dataset": upstream, "method": method, "backbone": f"{backbone_name}x{width:g}", "width": width,
-                  "seed": seed}
+        labels = {"dataset": upstream, "method": method, "backbone": backbone.label, "width": backbone.width,
+                  "seed": seed, **{k: v for axis, level in shaping for k, v in axis.labels(level).items()}}
         pretrains.setdefault(key, Cell(key, "pretrain", None, config, labels, str(runs_dir / key), 0))
         return key
 
-    grid = itertools.product(spec.datasets, spec.upstream, spec.methods, spec.backbones, spec.label_levels,
-                             spec.imbalance_ratios, spec.policies, spec.seeds)
-    for dataset, upstream, method, b, (fraction, count), ratio, policy, seed in grid:
+    for levels in itertools.product(*(spec.levels[axis.key] for axis in grid_axes)):
+        point = {axis.name: level for axis, level in zip(grid_axes, levels, strict=True)}
+        dataset, upstream, method, seed = point["dataset"], point["upstream"], point["method"], point["seed"]
         if method in NOT_PRETRAINED and upstream != spec.upstream[0]:
             continue  # scratch and the baselines have no upstream: one arm per downstream dataset
         up = dataset if upstream == SAME else upstream
         depends = None if method in NOT_PRETRAINED else pretrain_cell(
-            up, method, b.name, b.width, seed if pre_seed == SAME else pre_seed, segment and upstream == SAME)
-        config = {"data": dataset, "backbone": b.name, "width": b.width, "seed": seed, **common, **spec.finetune}
-        if segment:
-            config.update(spec.masks, label_fraction=fraction or 1.0, label_count=count)
-            if method == SCRATCH:  # nothing to transfer; the same cell as in a study without 'transfer'
-                config.pop("transfer", None)
-            elif method in BASELINES:  # a baseline brings an encoder only
-                config["transfer"] = "encoder"
-        else:
-            config.update(label_fraction=fraction, imbalance_ratio=ratio, **policy_overrides(policy))
+            up, method, point["backbone"], seed if pre_seed == SAME else pre_seed, upstream == SAME, point)
+        config = {**common, **spec.finetune, **spec.masks}
+        labels: dict = {}
+        for axis, level in zip(grid_axes, levels, strict=True):
+            labels.update(axis.labels(level))
+            if axis.applies(config_fields):
+                config.update({k: v for k, v in axis.config(level).items() if k in config_fields})
+        labels.update(upstream="-" if method in NOT_PRETRAINED else up, task=spec.task)
+        if task.arm is not None:
+            task.arm(method, config)
         if method in BASELINES:
             config["checkpoint"] = f"{method}:{spec.inits[method]}"
-        labels = {"dataset": dataset, "upstream": "-" if method in NOT_PRETRAINED else up, "method": method,
-                  "backbone": b.label, "width": b.width, "label_fraction": fraction, "label_count": count,
-                  "imbalance_ratio": ratio, "policy": policy, "seed": seed, "task": spec.task}
-        ratio_tag = "nat" if ratio is None else f"{ratio:g}"
-        labels_tag = f"n{count}" if count is not None else f"f{fraction:g}"
-        digest = _digest({**config, "pretrain": depends})
-        name = f"{method}-{b.label}-{labels_tag}-r{ratio_tag}-{policy}-s{seed}-{digest}"
-        key = f"{'segment' if segment else 'finetune'}/{_slug(dataset)}/{name}"
+        tags = [axis.tag(level) for axis, level in zip(grid_axes, levels, strict=True) if axis.tag is not None]
+        name = "-".join([*tags, _digest({**config, "pretrain": depends})])
+        key = f"{task.cell_prefix}/{_slug(dataset)}/{name}"
         finetunes.append(Cell(key, "finetune", depends, config, labels, str(runs_dir / key), 0))
     cells = [*pretrains.values(), *finetunes]
     for seq, cell in enumerate(cells):
@@ -169,17 +170,18 @@ def register_study(spec: StudySpec, db: str | Path, runs_dir: str | Path, *, lea
     """Check the data (bad data fails here, before the database is touched), then add the study's cells to
     ``db``; returns the open store."""
     cache = {} if cache is None else cache
+    task = spec.study_task
     for dataset in spec.datasets:
-        if spec.task == "segment":
-            train = len(_seg_data({"data": dataset, "size": spec.size, **spec.masks}, cache).splits["train"])
-            if spec.label_counts and max(spec.label_counts) > train:
-                raise MedsslError(f"label count {max(spec.label_counts)} exceeds the {train} training images of "
-                                  f"{dataset}")
-        else:
-            _data({"data": dataset, "size": spec.size}, cache)
+        config = {"data": dataset, "size": spec.size, **spec.run, **spec.finetune, **spec.masks,
+                  "seed": spec.seeds[0]}
+        data = task.load_data(config, cache) if task.load_data is not None else None
+        train = len(data.splits["train"]) if data is not None and hasattr(data, "splits") else None
+        if spec.label_counts and train is not None and max(spec.label_counts) > train:
+            raise MedsslError(f"label count {max(spec.label_counts)} exceeds the {train} training images of "
+                              f"{dataset}")
     for upstream in spec.upstream:
         if upstream != SAME:
-            _data({"data": upstream, "size": spec.size}, cache)
+            load_images({"data": upstream, "size": spec.size, **spec.run}, cache)
     store = Store(db, lease_s=lease_s)
     try:
         store.register(spec.hash, spec.name, spec.to_dict(), plan(spec, runs_dir))
@@ -247,47 +249,28 @@ def work(db: str | Path, spec_hash: str, *, progress: bool = False, lease_s: flo
             ran += 1
             counts = store.counts(spec_hash)
             metric = task_metric(row.get("task"))
-            score = f": test {metric.name} {row[metric.column]:.3f}" if row.get(metric.column) is not None else ""
+            value = metric.value(row) if row.get("kind") == "finetune" else None
+            score = f": test {metric.name} {value:.3f}" if value is not None else ""
             print(f"[{counts.get('done', 0)}/{sum(counts.values())}] {cell.key}{score}"
                   f" ({row['finished_at'] - started:.0f} s)", file=sys.stderr)
     finally:
         store.close()
 
 
-DATA_OPTIONS = ("spacing", "intensity", "patch", "slices")
-
-
-def _data(config: dict, cache: dict) -> ImageData:
-    from medssl.config import CommonConfig
-    from medssl.data.sources import load_data
-
-    # the data options of a study's `run:` (spacing, intensity, patch, slices), as the training config reads them
-    options = CommonConfig(data=config["data"], out="", **{k: config.get(k) for k in DATA_OPTIONS})
-    key = (config["data"], config.get("size"), *(str(config.get(k)) for k in DATA_OPTIONS))
-    if key not in cache:
-        cache[key] = load_data(config["data"], size=config.get("size"), preprocessing=options.preprocessing(),
-                               sampling=options.sampling())
-    return cache[key]
-
-
-def _seg_data(config: dict, cache: dict) -> SegData:
-    """Segmentation data of a fine-tuning config or of a pre-training config's ``crops`` (cached per load)."""
-    source = config.get("crops", config)  # a pre-training cell keeps the mask options with its crops
-    options = {k: source[k] for k in MASK_KEYS if source.get(k) is not None}
-    seed = config.get("seed", 0) if config["data"].startswith("synthetic:") else 0  # only generators use it
-    key = ("segment", config["data"], config.get("size"), seed, tuple(sorted(options.items())))
-    if key not in cache:
-        cache[key] = load_seg_data(config["data"], seed=seed, size=config.get("size"), **options)
-    return cache[key]
-
-
 def _pretraining_data(config: dict, cache: dict) -> ImageData:
+    if TASK_IMAGES in config:
+        options = {k: v for k, v in config[TASK_IMAGES].items() if k != "task"}
+        return study_task(config[TASK_IMAGES]["task"]).own_images({**config, **options}, cache)
     if "crops" not in config:
-        return _data(config, cache)
-    seg = _seg_data(config, cache)
+        return load_images(config, cache)
+    seg = seg_data(config, cache)
     patch = min(config["crops"]["patch"], *seg.splits["train"].images.shape[2:])
     # training images only: validation images select the model and threshold, test images score it
     return random_patches(seg, patch, config["crops"]["n"], seed=config["seed"], splits=("train",))
+
+
+RESULT_LABELS = ("dataset", "upstream", "method", "backbone", "width", "label_fraction", "label_count",
+                 "imbalance_ratio", "policy", "seed", "task")  # the labels the results table has columns for
 
 
 def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) -> dict:
@@ -297,55 +280,40 @@ def execute(cell: Cell, store: Store, cache: dict, *, progress: bool = False) ->
     run_dir = Path(cell.run_dir)
     if run_dir.exists() and not is_complete(run_dir):
         shutil.rmtree(run_dir)  # left by a killed worker; the runner owns its run dirs
-    row = {"kind": cell.kind, **{k: cell.labels.get(k) for k in ("dataset", "upstream", "method", "backbone",
-                                                                 "width", "label_fraction", "label_count",
-                                                                 "imbalance_ratio", "policy", "seed", "task")}}
-    row["run_dir"] = str(run_dir)
+    row = {"kind": cell.kind, **{k: cell.labels.get(k) for k in RESULT_LABELS}, "run_dir": str(run_dir)}
     if cell.kind == "pretrain":
         data = _pretraining_data(cell.config, cache)
-        pre_config = PretrainConfig(**{k: v for k, v in cell.config.items() if k != "crops"}, out=str(run_dir))
+        pre_config = PretrainConfig(**{k: v for k, v in cell.config.items() if k not in ("crops", TASK_IMAGES)},
+                                    out=str(run_dir))
         if not is_complete(run_dir):
             api.pretrain(pre_config, data=data, progress=progress)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         return {**row, "config": json.dumps(pre_config.to_dict(), sort_keys=True), "metrics": json.dumps(metrics),
                 "duration_s": metrics.get("duration_s")}
 
+    task = study_task(cell.labels.get("task"))
     checkpoint = cell.config.get("checkpoint", "scratch")  # a baseline's weights, else scratch
-    settings = {k: v for k, v in cell.config.items() if k != "checkpoint"}
+    settings = {k: v for k, v in cell.config.items() if k not in ("checkpoint", GRID_KEY)}
     if cell.depends_on is not None:
         encoder = store.result(cell.depends_on)
         if encoder is None:
             raise MedsslError(f"pre-training cell {cell.depends_on} has no result")
         checkpoint = encoder["run_dir"]
-    if cell.labels.get("task") == "segment":
-        seg_config = SegmentConfig(**settings, checkpoint=checkpoint, out=str(run_dir))
-        row["config"] = json.dumps(seg_config.to_dict(), sort_keys=True)
-        if not is_complete(run_dir):
-            api.finetune_segmentation(seg_config, data=_seg_data(cell.config, cache), progress=False)
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        return {**row, "metrics": json.dumps(metrics), "duration_s": metrics.get("duration_s"),
-                "test_dice": metrics["test"]["dice"], "n_labelled": metrics["train"]["n"]}
-
-    data = _data(cell.config, cache)
-    settings = {k: v for k, v in settings.items() if k != GRID_KEY}
-    config = FinetuneConfig(**settings, checkpoint=checkpoint, out=str(run_dir))
+    if "checkpoint" in task.config_fields():
+        settings["checkpoint"] = checkpoint
+    config = task.make_config({**settings, "out": str(run_dir)})
     row["config"] = json.dumps(config.to_dict(), sort_keys=True)  # every setting, defaults included
+    data = task.load_data(cell.config, cache) if task.load_data is not None else None
     if not is_complete(run_dir):
         if GRID_KEY in cell.config:  # every point of the stated grid, the best on validation kept
-            run_grid(run_dir, check_grid(cell.config[GRID_KEY]), lambda overrides, out: api.finetune(
-                replace(config, **overrides, out=str(out)), data=data, progress=False).metrics)
+            run_grid(run_dir, check_grid(cell.config[GRID_KEY]), lambda overrides, out: task.run(
+                replace(config, **overrides, out=str(out)), data).metrics)
         else:
-            api.finetune(config, data=data, progress=False)
+            task.run(config, data)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if "chosen" in metrics.get("selection", {}):  # the row states the settings that produced its numbers
         chosen = replace(config, **point_overrides(metrics["selection"]["chosen"]))
         row["config"] = json.dumps(chosen.to_dict(), sort_keys=True)
-    counts = data.class_counts("train")
-    minority = min(range(data.num_classes), key=lambda c: (counts[c], c))
-    test = metrics["test"]
-    thresholded = test.get("thresholded", {}).get("per_class_recall")
-    return {**row, "metrics": json.dumps(metrics), "duration_s": metrics.get("duration_s"),
-            "test_auc": test["auc"], "minority_class": minority,
-            "minority_recall": test["per_class_recall"][minority],
-            "minority_recall_thresholded": None if thresholded is None else thresholded[minority],
-            "predictions": str(run_dir / PREDICTIONS_FILE), "n_labelled": metrics["train"]["n"]}
+    predictions = str(run_dir / task.predictions_file) if task.predictions_file else None
+    return {**row, **task.result_columns(metrics, data), "metrics": json.dumps(metrics),
+            "duration_s": metrics.get("duration_s"), "predictions": predictions}

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medssl.errors import MedsslError
+from medssl.study.axes import label_keys
 from medssl.study.store import Store
 
 STATES = ("done", "running", "failed", "waiting")
-AXES = ("dataset", "upstream", "method", "backbone", "label_fraction", "label_count", "imbalance_ratio", "policy",
-        "seed")
 
 
 @dataclass
@@ -67,7 +66,8 @@ def study_status(store: Store, study: str | None = None) -> StudyStatus:
         if row["started_at"] is not None and row["finished_at"] is not None:
             durations.setdefault(row["kind"], []).append(row["finished_at"] - row["started_at"])
     status.mean_s = {kind: sum(d) / len(d) for kind, d in durations.items()}
-    levels: dict[str, dict[str, Counter]] = {axis: {} for axis in AXES}
+    names = label_keys()
+    levels: dict[str, dict[str, Counter]] = {axis: {} for axis in names}
     for cell in cells:
         state = _state(cell["status"])
         status.counts[state] += 1
@@ -75,7 +75,7 @@ def study_status(store: Store, study: str | None = None) -> StudyStatus:
             status.pretrain[state] += 1
         else:
             labels = json.loads(cell["labels"])
-            for axis in AXES:
+            for axis in names:
                 if labels.get(axis, "-") != "-":  # '-': not on this axis (scratch has no upstream)
                     levels[axis].setdefault(_level(labels[axis]), Counter())[state] += 1
         if state == "running":

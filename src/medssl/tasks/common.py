@@ -4,21 +4,19 @@ pre-training run."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytorch_lightning as pl
 
 from medssl.config import CommonConfig
-from medssl.data.conventions import check_upstream
 from medssl.data.dataset import ImageData, Split
 from medssl.data.sources import load_data
 from medssl.errors import MedsslError
 from medssl.memory import MemoryPlan, default_batch_size, plan_memory, training_device
 from medssl.models.encoder import Encoder
 from medssl.models.init import init_scheme, load_init
-from medssl.models.package import is_package, load_package_encoder, recorded_conventions
+from medssl.models.package import check_transfer, is_package, load_package_encoder
 from medssl.runio import LAST_CHECKPOINT, is_complete, load_state, read_yaml, run_backbone_spec
 from medssl.training import BatchIndexedArrays
 
@@ -68,15 +66,6 @@ def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
     check_transfer(run_dir, data)
     encoder.load_exported(load_state(run_dir / "encoder.pt"))
     return encoder
-
-
-def check_transfer(upstream: Path, data: ImageData) -> list[str]:
-    """Refuse, or log as warnings (returned too), the data-convention mismatches between the pre-training of
-    ``upstream`` (a run dir or a model package) and ``data``."""
-    warnings = check_upstream(recorded_conventions(upstream), data.conventions, str(upstream))
-    for warning in warnings:
-        logging.getLogger("medssl.upstream").warning(warning)
-    return warnings
 
 
 def load_image_data(config: CommonConfig, data: ImageData | None) -> ImageData:
