@@ -3,7 +3,7 @@
 
 from medssl.tasks.base import Task
 from medssl.tasks.detect.config import DetectConfig
-from medssl.tasks.detect.metrics import METRIC_NAMES
+from medssl.tasks.detect.names import METRIC_NAMES
 
 TASK = Task(
     name="detect",

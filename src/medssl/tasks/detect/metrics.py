@@ -17,9 +17,9 @@ from monai.apps.detection.metrics.matching import matching_batch
 from monai.data.box_utils import box_iou
 from monai.metrics.froc import compute_froc_curve_data
 
-FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+from medssl.tasks.detect.names import FP_RATES, METRIC_NAMES
+
 MAX_DETECTIONS = 100
-METRIC_NAMES = ("map_iou10", "map_iou50", "map_iou10_50", "froc_cpm", *(f"sensitivity_at_{r:g}_fp" for r in FP_RATES))
 
 
 def _froc(matches: list[dict], iou_index: int, num_targets: int, num_images: int) -> dict[str, float]:
