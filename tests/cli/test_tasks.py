@@ -82,3 +82,19 @@ def test_segmentation_options_are_rejected_for_classification(tmp_path, capsys):
     code = main(["finetune", "--data", "synthetic:lesions2d?n=160", "--checkpoint", "scratch", "--transfer", "both",
                  "--out", str(tmp_path / "o")])
     assert code == 2 and "--transfer is not an option of --task classify" in capsys.readouterr().err
+
+
+def test_task_option_help_states_each_tasks_dataclass_default():
+    from medssl.cli import build_parser
+    from medssl.cli.tasks import option_defaults
+    from medssl.tasks.registry import tasks
+
+    finetune = [t for t in tasks().values() if t.command == "finetune"]
+    detect = tasks()["detect"]
+    assert option_defaults("fpn_channels", finetune) == str(detect.config.fpn_channels)
+    assert option_defaults("min_samples_per_epoch", finetune) == (
+        f"classify {tasks()['classify'].config.min_samples_per_epoch}, "
+        f"detect {detect.config.min_samples_per_epoch}")
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["finetune"].format_help().split())
+    assert f"feature pyramid channels (default: {detect.config.fpn_channels})" in text
+    assert "(default 30 %)" in text and "%%" not in text

@@ -116,7 +116,7 @@ def flag(config_field: Field) -> str:
     return "--" + config_field.metadata.get("flag", config_field.name.replace("_", "-"))
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list | tuple):
@@ -132,7 +132,7 @@ def add_field_option(container: Any, config_field: Field, hint: Any, help: str |
     default = config_field.default_factory() if callable(config_field.default_factory) else config_field.default
     shown = default not in (None, {}, [], "") and not is_required(config_field)
     if show_default and shown and "default" not in text:
-        text += f" (default: {_shown(default)})"
+        text += f" (default: {shown_value(default)})"
     text = text.replace("%", "%%")  # argparse formats help with %
     value_type = value_parser(hint, config_field.name)
     if value_type is bool:  # --overwrite / --no-overwrite: a file's value can be switched either way

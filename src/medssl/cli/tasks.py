@@ -8,7 +8,7 @@ import argparse
 import typing
 from dataclasses import fields
 
-from medssl.cli.args import add_field_option, config_from_options, flag
+from medssl.cli.args import add_field_option, config_from_options, flag, shown_value
 from medssl.errors import MedsslError
 from medssl.tasks.base import Task
 from medssl.tasks.registry import get_task, tasks
@@ -22,7 +22,33 @@ def add_task_options(parser: argparse.ArgumentParser, task: Task) -> None:
     hints = typing.get_type_hints(task.config)
     for item in fields(task.config):
         if item.name in task.options and flag(item) not in parser._option_string_actions:
-            add_field_option(group, item, hints[item.name], task.options[item.name], show_default=False)
+            help_text = task.options[item.name]
+            shown = option_defaults(item.name, parser_tasks(task))
+            if shown and "default" not in help_text:
+                help_text += f" (default: {shown})"
+            add_field_option(group, item, hints[item.name], help_text, show_default=False)
+
+
+def parser_tasks(task: Task) -> list[Task]:
+    """The tasks whose options share a parser with ``task``'s: every fine-tuning task, or the task alone."""
+    if task.command != "finetune":
+        return [task]
+    return [t for t in tasks().values() if t.command == "finetune"]
+
+
+def option_defaults(name: str, among: list[Task]) -> str:
+    """The dataclass default of option ``name`` in the tasks that offer it: "64", or "classify 512, detect 64"
+    (a flag shared by several tasks); "" where none has a default worth stating (None, off, empty)."""
+    defaults = {}
+    for t in among:
+        if name in t.options:
+            item = next(f for f in fields(t.config) if f.name == name)
+            value = item.default_factory() if callable(item.default_factory) else item.default
+            if value not in (None, False, [], {}, ""):
+                defaults[t.name] = shown_value(value)
+    if len(set(defaults.values())) == 1 and len(defaults) == len([t for t in among if name in t.options]):
+        return next(iter(defaults.values()))
+    return ", ".join(f"{task} {value}" for task, value in defaults.items())
 
 
 def add_finetune_tasks(parser: argparse.ArgumentParser) -> None:

@@ -16,10 +16,10 @@ TASK = Task(
     command="anomaly",
     options={
         "normal_class": "label(s) of the normal images, e.g. 1 or 0,2; every other label is an anomaly",
-        "method": "generative method trained on the normal images with --checkpoint scratch (default autoencoder)",
+        "method": "generative method trained on the normal images with --checkpoint scratch",
         "scorers": "reconstruction,knn (default: every scorer the model supports)",
-        "k": "neighbours of the kNN scorer (default 5)",
-        "masks": "random SparK masks averaged per image (default 8)",
+        "k": "neighbours of the kNN scorer",
+        "masks": "random SparK masks averaged per image",
         "save_maps": "write anomaly maps (PNG / NIfTI) of the test images",
     },
     summary_format="test AUROC {auroc:.4f}  AUPRC {auprc:.4f}",
