@@ -109,7 +109,7 @@ def read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise MedsslError(f"missing {path}") from None
+        raise MedsslError(f"{path}: file not found") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise MedsslError(f"{path}: not valid YAML ({type(err).__name__})") from None
     if not isinstance(data, dict):
