@@ -67,14 +67,14 @@ def load_encoder(checkpoint: str | Path, data: ImageData, *, backbone: str = "re
     elif init_scheme(checkpoint):
         encoder = load_init(str(checkpoint), data.spatial_dims, data.channels)
         if init_scheme(checkpoint) == "package":
-            check_transfer(Path(str(checkpoint).partition(":")[2]), data)
+            check_transfer(Path(str(checkpoint).partition(":")[2]), data.conventions)
     elif run_kind(checkpoint) == "package":
         encoder = load_package_encoder(checkpoint, data.spatial_dims, data.channels)
-        check_transfer(Path(checkpoint), data)
+        check_transfer(Path(checkpoint), data.conventions)
     elif run_kind(checkpoint) == "pretrain":
         run_dir = Path(checkpoint)
         encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
-        check_transfer(run_dir, data)
+        check_transfer(run_dir, data.conventions)
         encoder.load_exported(load_state(run_dir / "encoder.pt"))
     else:
         encoder, _ = _classifier_parts(Path(checkpoint), data)

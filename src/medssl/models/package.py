@@ -89,11 +89,11 @@ def recorded_conventions(source: str | Path) -> Conventions | None:
     return Conventions.from_dict(recorded)
 
 
-def check_transfer(upstream: Path, data: Any) -> list[str]:
+def check_transfer(upstream: Path, conventions: Conventions | None) -> list[str]:
     """Refuse, or log as warnings (returned too), the data-convention mismatches between the pre-training of
-    ``upstream`` (a run dir or a model package) and ``data``."""
-    # data that states no conventions (anomaly and detection sets) is checked for dims and channels only
-    warnings = check_upstream(recorded_conventions(upstream), getattr(data, "conventions", None), str(upstream))
+    ``upstream`` (a run dir or a model package) and data of these ``conventions`` (None: the data records
+    none, e.g. planted boxes; only dims and channels are checked then)."""
+    warnings = check_upstream(recorded_conventions(upstream), conventions, str(upstream))
     for warning in warnings:
         logging.getLogger("medssl.upstream").warning(warning)
     return warnings

@@ -51,19 +51,19 @@ def load_pretrained(checkpoint: str | Path, data: ImageData) -> Encoder:
     if scheme:
         encoder = load_init(str(checkpoint), data.spatial_dims, data.channels)
         if scheme == "package":
-            check_transfer(Path(str(checkpoint).partition(":")[2]), data)
+            check_transfer(Path(str(checkpoint).partition(":")[2]), data.conventions)
         return encoder
     run_dir = Path(checkpoint)
     if not run_dir.is_dir():
         raise MedsslError(f"checkpoint directory not found: {run_dir}")
     if is_package(run_dir):
         encoder = load_package_encoder(run_dir, data.spatial_dims, data.channels)
-        check_transfer(run_dir, data)
+        check_transfer(run_dir, data.conventions)
         return encoder
     if not is_complete(run_dir) or not (run_dir / "encoder.pt").is_file():
         raise MedsslError(f"{run_dir} is not a finished pre-training run (no metrics.json or encoder.pt)")
     encoder = Encoder(run_backbone_spec(run_dir, data.spatial_dims, data.channels))
-    check_transfer(run_dir, data)
+    check_transfer(run_dir, data.conventions)
     encoder.load_exported(load_state(run_dir / "encoder.pt"))
     return encoder
 
